@@ -1,0 +1,1 @@
+"""edgeocr workstation side: synthetic data, CRNN training, distillation, pruning, INT8 export, evaluation."""
