@@ -121,7 +121,11 @@ def to_pixels(image: np.ndarray, spec: InputSpec, norm: Normalisation) -> np.nda
     return fit_to_input(gray, spec.height, spec.width)
 
 
+def scale_pixels(pixels: np.ndarray, norm: Normalisation) -> np.ndarray:
+    """uint8 pixels (any shape) -> float32 ``(pixel / 255 - mean) / std``."""
+    return (pixels.astype(np.float32) / 255.0 - norm.mean) / norm.std
+
+
 def to_input(image: np.ndarray, spec: InputSpec, norm: Normalisation) -> np.ndarray:
-    """Crop -> float32 ``height x width`` model input, ``(pixel / 255 - mean) / std``."""
-    pixels = to_pixels(image, spec, norm).astype(np.float32) / 255.0
-    return (pixels - norm.mean) / norm.std
+    """Crop -> float32 ``height x width`` model input."""
+    return scale_pixels(to_pixels(image, spec, norm), norm)

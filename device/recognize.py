@@ -138,13 +138,16 @@ class Recognizer:
             self._masks[allowed] = allowed_mask(self.card.charset, self.card.blank_index, allowed)
         return self._masks[allowed]
 
-    def probabilities(self, model_input: np.ndarray) -> np.ndarray:
-        """Run one ``H x W`` float input; return ``T x C`` class probabilities."""
+    def logits(self, model_input: np.ndarray) -> np.ndarray:
+        """Run one ``H x W`` float input; return the dequantised ``T x C`` logits."""
         x = model_input.reshape(1, self.card.input.height, self.card.input.width, self.card.input.channels)
         self._interpreter.set_tensor(self._input["index"], quantise(x, self.card.input_quant))
         self._interpreter.invoke()
-        logits = dequantise(self._interpreter.get_tensor(self._output["index"])[0], self.card.output_quant)
-        return softmax(logits)
+        return dequantise(self._interpreter.get_tensor(self._output["index"])[0], self.card.output_quant)
+
+    def probabilities(self, model_input: np.ndarray) -> np.ndarray:
+        """Run one ``H x W`` float input; return ``T x C`` class probabilities."""
+        return softmax(self.logits(model_input))
 
     def read_input(self, model_input: np.ndarray, allowed: str | None = None) -> Read:
         """Recognise an already preprocessed input."""

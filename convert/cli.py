@@ -1,0 +1,193 @@
+"""``edgeocr-convert``: synth | train | distill | prune | export | eval | finetune (workstation tooling)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+logger = logging.getLogger("edgeocr-convert")
+
+
+def _progress(iterable, total: int, desc: str):
+    try:
+        from tqdm import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, unit="shard", file=sys.stderr)
+    except ImportError:
+        return iterable
+
+
+def _render_one(args: tuple) -> str:
+    from convert.data import render_shard, save_shard
+    from convert.train import spec_for
+
+    path, seed, count, width, kinds = args
+    spec, norm = spec_for(width)
+    images, texts, sample_kinds = render_shard(seed, count, spec, norm, kinds)
+    save_shard(Path(path), images, texts, sample_kinds)
+    return path
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Render synthetic shards (already preprocessed to the model input) into a folder."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    kinds = tuple(args.kinds.split(",")) if args.kinds else None
+    jobs = [(str(out / f"shard-{args.seed + i:05d}.npz"), args.seed + i, args.per_shard, args.width, kinds)
+            for i in range(args.shards) if not (out / f"shard-{args.seed + i:05d}.npz").exists()]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        for _ in _progress(pool.map(_render_one, jobs), len(jobs), "synth"):
+            pass
+    logger.info("%d shards in %s", len(list(out.glob("shard-*.npz"))), out)
+    return 0
+
+
+def _train_config(args: argparse.Namespace, **extra):
+    from convert.train import TrainConfig
+
+    synth = tuple(sorted(str(p) for d in args.synth for p in Path(d).glob("shard-*.npz")))
+    return TrainConfig(out=args.out, preset=args.preset, width=args.width, synth=synth, real_root=args.real_root or "",
+                       real_weight=args.real_weight, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                       threads=args.threads, seed=args.seed, eval_every=args.eval_every, **extra)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a CRNN with CTC (resumes from OUT/last.pt)."""
+    from convert.train import train
+
+    extra = {"init": args.init} if getattr(args, "init", None) else {}
+    if getattr(args, "teacher", None):
+        extra.update(teacher=args.teacher, kd_weight=args.kd_weight, temperature=args.temperature)
+    train(_train_config(args, **extra))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Checkpoint -> ONNX -> full-INT8 TFLite + card, with the parity check."""
+    import numpy as np
+
+    from convert.data import load_shards, render_shard
+    from convert.export import ExportError, export
+    from convert.train import load_checkpoint, spec_for
+
+    model, state = load_checkpoint(args.checkpoint)
+    spec, norm = spec_for(model.cfg.width)
+    if args.calib:
+        calib, _, _ = load_shards([Path(args.calib)])
+    else:
+        calib, _, _ = render_shard(10_001, args.calib_count, spec, norm)
+    parity_px, parity_labels, _ = render_shard(20_002, args.parity_count, spec, norm)
+    rng = np.random.default_rng(0)
+    calib = calib[rng.permutation(len(calib))[: args.calib_count]]
+    try:
+        card, result, ops = export(model, Path(args.out), calib, parity_px, parity_labels, name=args.name,
+                                   recipe={"checkpoint_recipe": state.get("recipe", {}), "step": state.get("step")})
+    except ExportError as exc:
+        print(f"edgeocr-convert: error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"model": args.out, "bytes": Path(args.out).stat().st_size, "sha256": card.sha256,
+                      "parity": result.__dict__, "ops": sorted({op for op, _ in ops})}, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Score a backend (.pt checkpoint, .onnx, .tflite) on labels.tsv folders."""
+    from convert.data import load_pixels, read_labels, split_labels
+    from convert.evaluate import evaluate_arrays, onnx_predictor, tflite_predictor, torch_predictor
+    from convert.train import load_checkpoint, spec_for
+    from device.card import load_card, card_path_for
+
+    model_path = Path(args.model)
+    if model_path.suffix == ".pt":
+        model, _ = load_checkpoint(model_path)
+        predict, width, charset = torch_predictor(model), model.cfg.width, None
+    elif model_path.suffix == ".onnx":
+        card = load_card(card_path_for(model_path))
+        predict, width, charset = onnx_predictor(model_path), card.input.width, card.charset
+    else:
+        card = load_card(card_path_for(model_path))
+        predict, width, charset = tflite_predictor(model_path), card.input.width, card.charset
+    from convert.charset import CHARSET
+
+    spec, norm = spec_for(width)
+    rows = []
+    for folder in args.folders:
+        labelled = read_labels(Path(folder))
+        if args.held_back:
+            labelled = split_labels(labelled)[1]
+        pixels, labels = load_pixels(labelled, spec, norm)
+        score, _ = evaluate_arrays(predict, pixels, labels, charset or CHARSET, norm, args.chars, args.ignore_case)
+        rows.append({"folder": folder, "n": score.n, "exact": round(score.exact, 4), "cer": round(score.cer, 4)})
+        print(json.dumps(rows[-1]), flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``edgeocr-convert`` argument parser."""
+    parser = argparse.ArgumentParser(prog="edgeocr-convert", description="Train and export edgeocr recognizers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="render synthetic training shards")
+    p.add_argument("--out", required=True)
+    p.add_argument("--shards", type=int, default=40)
+    p.add_argument("--per-shard", type=int, default=5000)
+    p.add_argument("--width", type=int, default=192)
+    p.add_argument("--kinds", help="comma-separated kinds (default: the weighted mix)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_synth)
+
+    for name, helptext in (("train", "train a CRNN with CTC"), ("distill", "train a student from a teacher")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--out", required=True, help="run folder (checkpoints: OUT/last.pt; resumes)")
+        p.add_argument("--preset", default="student")
+        p.add_argument("--width", type=int, default=192)
+        p.add_argument("--synth", nargs="*", default=[], help="folders of synth shards")
+        p.add_argument("--real-root", help="root of real labelled folders (their held-back part never trains)")
+        p.add_argument("--real-weight", type=float, default=0.15)
+        p.add_argument("--steps", type=int, default=20000)
+        p.add_argument("--batch-size", type=int, default=64)
+        p.add_argument("--lr", type=float, default=2e-3)
+        p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--eval-every", type=int, default=1000)
+        p.add_argument("--init", help="start from this checkpoint's weights")
+        if name == "distill":
+            p.add_argument("--teacher", required=True)
+            p.add_argument("--kd-weight", type=float, default=0.5)
+            p.add_argument("--temperature", type=float, default=2.0)
+        p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="checkpoint -> full-INT8 TFLite + card (fails on parity)")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="NAME.tflite (the card NAME.json is written beside it)")
+    p.add_argument("--name")
+    p.add_argument("--calib", help="a synth shard for calibration (default: render one)")
+    p.add_argument("--calib-count", type=int, default=500)
+    p.add_argument("--parity-count", type=int, default=300)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("eval", help="score a .pt/.onnx/.tflite on labels.tsv folders")
+    p.add_argument("model")
+    p.add_argument("folders", nargs="+")
+    p.add_argument("--chars")
+    p.add_argument("--ignore-case", action="store_true")
+    p.add_argument("--held-back", action="store_true", help="only the held-back part of each folder")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``edgeocr-convert``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
