@@ -67,6 +67,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Remove the weakest backbone channels; write a checkpoint to fine-tune with ``train --init``."""
+    from convert.crnn import count_parameters
+    from convert.prune import prune_channels
+    from convert.train import TrainConfig, load_checkpoint, save_checkpoint
+
+    model, state = load_checkpoint(args.checkpoint)
+    pruned = prune_channels(model, args.fraction)
+    save_checkpoint(Path(args.out), pruned, 0, TrainConfig(out=str(Path(args.out).parent), **{"init": args.checkpoint}))
+    print(json.dumps({"from": args.checkpoint, "parameters_before": count_parameters(model),
+                      "parameters_after": count_parameters(pruned), "channels": list(pruned.cfg.channels)}))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Checkpoint -> ONNX -> full-INT8 TFLite + card, with the parity check."""
     import numpy as np
@@ -162,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--kd-weight", type=float, default=0.5)
             p.add_argument("--temperature", type=float, default=2.0)
         p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("prune", help="structured channel pruning (then fine-tune with train --init)")
+    p.add_argument("checkpoint")
+    p.add_argument("--fraction", type=float, default=0.3)
+    p.add_argument("--out", required=True, help="pruned checkpoint (.pt)")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("export", help="checkpoint -> full-INT8 TFLite + card (fails on parity)")
     p.add_argument("checkpoint")

@@ -7,6 +7,7 @@ so training, evaluation and the Pi see the same pixels. Samples are stored as ui
 from __future__ import annotations
 
 import hashlib
+import re
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ class LabelledImage:
     group: str
 
 
+def meter_group(folder: str) -> str:
+    """Sub-folder -> meter identity: re-collections of one meter (``NAME_20250630``, ``NAME`` spelt
+    with other punctuation) fall into one group, so a split never puts one meter on both sides."""
+    return re.sub(r"[^a-z0-9]", "", re.sub(r"_\d{8}$", "", folder.lower()))
+
+
 def read_labels(folder: Path, charset: str = CHARSET) -> list[LabelledImage]:
     """Read ``folder/labels.tsv`` (relative_path TAB text); skip rows outside the charset with a warning."""
     folder = Path(folder)
@@ -50,7 +57,7 @@ def read_labels(folder: Path, charset: str = CHARSET) -> list[LabelledImage]:
         if not label:
             skipped += 1
             continue
-        group = rel.split("/")[0] if "/" in rel else ""
+        group = meter_group(rel.split("/")[0]) if "/" in rel else ""
         rows.append(LabelledImage(folder / rel, label, group))
     if skipped:
         logger.warning("%s: skipped %d rows with characters outside the charset", tsv, skipped)
