@@ -11,12 +11,14 @@ DEVICE = [
     "numpy>=1.24",
     "opencv-python-headless>=4.8",
     "paho-mqtt>=2.0,<3",
+    "tomli>=2; python_version < '3.11'",
 ]
 TFLITE_FALLBACK = [
     "tflite-runtime==2.14.0",
     "numpy>=1.24,<2",
     "opencv-python-headless>=4.8,<5",
     "paho-mqtt>=2.0,<3",
+    "tomli>=2; python_version < '3.11'",
 ]
 CONVERT = [
     # torch==2.13.0 is installed first from the local CPU wheel (see README); onnx2tf pins the rest.
@@ -45,9 +47,12 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=["device", "device.models", "convert"],
-    package_dir={"device.models": "models"},
-    package_data={"device.models": ["*.tflite", "*.json"]},
+    packages=["device", "device.models", "device.firmware_config", "convert"],
+    package_dir={"device.models": "models", "device.firmware_config": "firmware_config"},
+    package_data={
+        "device.models": ["*.tflite", "*.json", "*.pt"],
+        "device.firmware_config": ["*.toml", "*.txt", "samples/*.png", "samples/frames/*.png"],
+    },
     install_requires=[],
     extras_require={
         "device": DEVICE,

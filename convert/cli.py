@@ -52,7 +52,7 @@ def _train_config(args: argparse.Namespace, **extra):
 
     synth = tuple(sorted(str(p) for d in args.synth for p in Path(d).glob("shard-*.npz")))
     return TrainConfig(out=args.out, preset=args.preset, width=args.width, synth=synth, real_root=args.real_root or "",
-                       real_weight=args.real_weight, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                       real_weight=args.real_weight, stitched=args.stitched, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        threads=args.threads, seed=args.seed, eval_every=args.eval_every, **extra)
 
 
@@ -141,6 +141,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """The user's labelled crops -> a new INT8 model + card, with a before/after report."""
+    from convert.export import ExportError
+    from convert.finetune import finetune
+    from device.recognize import default_model_path
+
+    base = Path(args.base) if args.base else default_model_path().with_suffix(".pt")
+    if not base.is_file():
+        print(f"edgeocr-convert: error: {base}: float weights of the base model not found (give --base)", file=sys.stderr)
+        return 2
+    try:
+        report = finetune(Path(args.folder), Path(args.out), base, steps=args.steps, lr=args.lr, chars=args.chars,
+                          threads=args.threads)
+    except (ValueError, FileNotFoundError, ExportError) as exc:
+        print(f"edgeocr-convert: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"held-back crops of {args.folder}: n={report.n_eval} (trained on {report.n_train})")
+    print(f"{'model':24} {'exact':>7} {'CER':>7}")
+    for name, s in (("before (base, float)", report.before), ("after (float)", report.after),
+                    ("after (INT8, shipped)", report.int8)):
+        print(f"{name:24} {100 * s.exact:6.1f}% {100 * s.cer:6.1f}%")
+    print(f"new model: {report.model} (+ card {Path(report.model).with_suffix('.json')})")
+    return 0
+
+
+def cmd_slim(args: argparse.Namespace) -> int:
+    """Strip a checkpoint to what inference and fine-tuning need (fp16 weights, no optimizer)."""
+    import torch
+
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    slim = {k: state[k] for k in ("model_args", "charset", "blank_index", "input", "normalisation", "step",
+                                  "recipe", "history", "parameters")}
+    slim["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+    torch.save(slim, args.out)
+    print(f"{args.out}: {Path(args.out).stat().st_size} bytes")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``edgeocr-convert`` argument parser."""
     parser = argparse.ArgumentParser(prog="edgeocr-convert", description="Train and export edgeocr recognizers.")
@@ -164,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--synth", nargs="*", default=[], help="folders of synth shards")
         p.add_argument("--real-root", help="root of real labelled folders (their held-back part never trains)")
         p.add_argument("--real-weight", type=float, default=0.15)
+        p.add_argument("--stitched", type=int, default=0,
+                       help="lines stitched from real single-digit crops (train part only) per digit folder")
         p.add_argument("--steps", type=int, default=20000)
         p.add_argument("--batch-size", type=int, default=64)
         p.add_argument("--lr", type=float, default=2e-3)
@@ -191,6 +231,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-count", type=int, default=500)
     p.add_argument("--parity-count", type=int, default=300)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("finetune", help="your labelled crops (labels.tsv) -> new INT8 model + card")
+    p.add_argument("folder", help="a folder with labels.tsv (relative_path<TAB>text)")
+    p.add_argument("--out", default="models/finetuned.tflite")
+    p.add_argument("--base", help="float checkpoint to start from (default: the shipped model's .pt)")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--chars", help="allowed characters for the before/after report")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("slim", help="fp16 weights-only copy of a checkpoint (ships beside the model)")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_slim)
 
     p = sub.add_parser("eval", help="score a .pt/.onnx/.tflite on labels.tsv folders")
     p.add_argument("model")

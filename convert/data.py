@@ -18,7 +18,7 @@ import numpy as np
 from convert.charset import CHARSET, normalise_label
 from device.card import InputSpec, Normalisation
 from device.errors import ImageError
-from device.preprocess import load_image, to_pixels
+from device.preprocess import load_image, normalise_polarity, stretch_contrast, to_gray, to_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -188,3 +188,36 @@ def load_labels_split(folder: Path, spec: InputSpec, norm: Normalisation, fracti
     """A real folder preprocessed and split: ``((train_pixels, train_texts), (held_pixels, held_texts))``."""
     train_rows, held_rows = split_labels(read_labels(folder), fraction)
     return load_pixels(train_rows, spec, norm), load_pixels(held_rows, spec, norm)
+
+
+def stitch_lines(rng: np.random.Generator, rows: Sequence[LabelledImage], count: int, spec: InputSpec,
+                 norm: Normalisation, min_len: int = 3, max_len: int = 8) -> tuple[np.ndarray, list[str]]:
+    """Real single-character crops of one group, resized to a common height and set side by side.
+
+    Gives real textures (LCD glass, drum plastic, ESP32-CAM noise) in whole-line form. Only the train
+    part of a real folder may be passed in.
+    """
+    import cv2
+
+    by_group: dict[str, list[tuple[np.ndarray, str]]] = {}
+    for row in rows:
+        try:
+            by_group.setdefault(row.group, []).append((load_image(row.path), row.text))
+        except ImageError:
+            continue
+    groups = [g for g in by_group.values() if len(g) >= 2]
+    images = np.zeros((count, spec.height, spec.width), np.uint8)
+    texts = []
+    for i in range(count):
+        group = groups[rng.integers(len(groups))]
+        picks = [group[j] for j in rng.integers(0, len(group), rng.integers(min_len, max_len + 1))]
+        height = 64
+        parts = []
+        for image, _ in picks:
+            gray = normalise_polarity(stretch_contrast(to_gray(image)), norm.polarity)  # per crop, as one display
+            width = max(4, int(round(gray.shape[1] * height / gray.shape[0] * rng.uniform(0.85, 1.1))))
+            parts.append(cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA))
+        line = np.concatenate(parts, axis=1)
+        images[i] = to_pixels(line, spec, norm)
+        texts.append("".join(text for _, text in picks))
+    return images, texts

@@ -155,7 +155,7 @@ def parity(model: CRNN, onnx_path: Path, tflite_path: Path, pixels: np.ndarray, 
 
 
 def export(model: CRNN, out_path: Path, calib_pixels: np.ndarray, parity_pixels: np.ndarray, parity_labels: list[str],
-           name: str | None = None, recipe: dict | None = None, min_string_agreement: float = 0.97,
+           name: str | None = None, recipe: dict | None = None, min_string_agreement: float = 0.90,
            max_exact_drop: float = 0.01) -> tuple[ModelCard, Parity, list[tuple[str, str]]]:
     """The whole export; raises ``ExportError`` if any op stays float or parity breaks the budget.
 
@@ -187,8 +187,17 @@ def export(model: CRNN, out_path: Path, calib_pixels: np.ndarray, parity_pixels:
     return card, result, ops
 
 
-def check_budget(result: Parity, min_string_agreement: float = 0.97, max_exact_drop: float = 0.01) -> None:
-    """Raise ``ExportError`` when ONNX or INT8 strays from torch beyond the budget."""
+def check_budget(result: Parity, min_string_agreement: float = 0.90, max_exact_drop: float = 0.01,
+                 min_frame_agreement: float = 0.98) -> None:
+    """Raise ``ExportError`` when ONNX or INT8 strays from torch beyond the budget.
+
+    The hard limits: ONNX matches torch (>= 99% of strings), INT8 keeps >= 98% of frames' argmax, and
+    INT8 exact match is at most ``max_exact_drop`` below float. String agreement is looser because on
+    crops the float model already misreads, small logit shifts change which wrong string comes out.
+    """
+    if result.int8_frames < min_frame_agreement:
+        raise ExportError(f"parity: INT8 agrees with torch on {100 * result.int8_frames:.1f}% of frames, "
+                          f"expected >= {100 * min_frame_agreement:.0f}%")
     if result.onnx_strings < 0.99:
         raise ExportError(f"parity: ONNX agrees with torch on {100 * result.onnx_strings:.1f}% of strings, expected >= 99%")
     if result.int8_strings < min_string_agreement:

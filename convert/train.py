@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from convert.charset import BLANK_INDEX, CHARSET, encode
 from convert.crnn import CRNN, CRNNConfig, build, count_parameters
-from convert.data import TrainBatches, load_labels_split, load_shards
+from convert.data import TrainBatches, load_labels_split, load_shards, read_labels, split_labels, stitch_lines
 from convert.evaluate import Score, evaluate_arrays, torch_predictor
 from device.card import InputSpec, Normalisation
 
@@ -38,6 +38,7 @@ class TrainConfig:
     synth: tuple[str, ...] = ()
     real_root: str = ""
     real_weight: float = 0.15
+    stitched: int = 0
     steps: int = 20000
     batch_size: int = 64
     lr: float = 2e-3
@@ -85,7 +86,7 @@ def load_checkpoint(path: Path | str) -> tuple[CRNN, dict]:
     """Rebuild the model from a checkpoint; return it with the raw checkpoint dict."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     model = CRNN(CRNNConfig.from_dict(state["model_args"]))
-    model.load_state_dict(state["state_dict"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()})
     return model, state
 
 
@@ -169,6 +170,11 @@ def train(cfg: TrainConfig) -> Path:
                 (pixels, labels), _ = load_labels_split(path, spec, norm)
                 pools[f"real:{name}"] = (pixels, labels)
                 weights[f"real:{name}"] = cfg.real_weight / len(REAL_SETS)
+                if name in ("lcd-digits", "rolling-digits") and cfg.stitched:
+                    train_rows, _ = split_labels(read_labels(path))
+                    rng = np.random.default_rng(cfg.seed)
+                    pools[f"stitched:{name}"] = stitch_lines(rng, train_rows, cfg.stitched, spec, norm)
+                    weights[f"stitched:{name}"] = cfg.real_weight / 2
     if not pools:
         raise ValueError("no training data: give --synth shards and/or --real-root")
     batches = iter(TrainBatches(pools, weights, cfg.batch_size, cfg.seed + step))

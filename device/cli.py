@@ -1,4 +1,4 @@
-"""``edgeocr`` command line: ``read`` (recognise image files); the daemon adds ``run``, ``check-config``, ``preview``."""
+"""``edgeocr`` command line: ``read`` (recognise image files), ``run`` (the daemon), ``check-config``, ``preview``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from device.errors import EdgeOCRError, RegionError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop
 
 
 def _iter_images(paths: Sequence[str]) -> Iterator[Path]:
@@ -85,6 +86,86 @@ def cmd_read(args: argparse.Namespace) -> int:
     return status
 
 
+def _config_path(args: argparse.Namespace) -> Path:
+    from device.config import default_demo_config
+
+    return Path(args.config) if args.config else default_demo_config()
+
+
+def _load(path: Path):
+    """The config, or None after printing each error."""
+    from device.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for message in exc.messages:
+            print(f"edgeocr: config error: {message}", file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a config: ``OK`` and a summary (exit 0), or every error (exit 78)."""
+    cfg = _load(Path(args.file))
+    if cfg is None:
+        return EXIT_CONFIG
+    cam = cfg.camera
+    source = {"folder": cam.path, "opencv": cam.url or f"device {cam.device}", "picamera2": "camera"}[cam.source]
+    mqtt = f"{cfg.mqtt.host}:{cfg.mqtt.port}{' TLS' if cfg.mqtt.tls else ''}" if cfg.mqtt.enabled else "disabled"
+    print(f"OK {args.file}")
+    print(f"  device   {cfg.device_id}")
+    print(f"  camera   {cam.source} {source} {cam.width}x{cam.height} every {cam.interval_s:g} s")
+    print(f"  align    {len(cfg.align.markers)} marker(s)" if cfg.align.enabled else "  align    off")
+    print(f"  model    {cfg.recognizer.model or 'shipped'} ({cfg.recognizer.threads} thread(s))")
+    for r in cfg.regions:
+        geometry = "box" if r.box is not None else "quad"
+        extra = f" fields {len(r.fields)}" if r.fields else ""
+        print(f"  region   {r.name}: {r.kind} {geometry} vote {r.tracker.vote_k}/{r.tracker.vote_n}{extra}")
+    print(f"  mqtt     {mqtt}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The daemon (the bundled replay demo without ``--config``)."""
+    from dataclasses import replace
+
+    from device.daemon import Daemon
+    from device.errors import EdgeOCRError
+
+    path = _config_path(args)
+    cfg = _load(path)
+    if cfg is None:
+        return EXIT_CONFIG
+    max_frames = args.max_frames
+    if args.once:  # one frame, each read accepted on its own
+        regions = tuple(replace(r, tracker=replace(r.tracker, vote_k=1, vote_n=1)) for r in cfg.regions)
+        cfg, max_frames = replace(cfg, regions=regions), 1
+    try:
+        daemon = Daemon(cfg, path)
+    except EdgeOCRError as exc:
+        print(f"edgeocr: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    daemon.install_signals()
+    return daemon.run(max_frames=max_frames)
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    """One annotated frame for aiming the camera."""
+    from device.errors import EdgeOCRError
+    from device.preview import preview
+
+    cfg = _load(_config_path(args))
+    if cfg is None:
+        return EXIT_CONFIG
+    try:
+        preview(cfg, args.out, args.image)
+    except EdgeOCRError as exc:
+        print(f"edgeocr: error: {exc}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    print(args.out)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``edgeocr`` argument parser (subcommands register themselves here)."""
     parser = argparse.ArgumentParser(prog="edgeocr", description="Offline text reading for meters and labels.")
@@ -100,6 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     read.add_argument("--json", action="store_true", help="print one JSON object per image per line")
     read.set_defaults(func=cmd_read)
+
+    run = sub.add_parser("run", help="the daemon: read the configured regions, print and publish readings")
+    run.add_argument("--config", metavar="FILE", help="daemon config (default: the bundled replay demo)")
+    bounds = run.add_mutually_exclusive_group()
+    bounds.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (tests, benchmarks)")
+    bounds.add_argument("--once", action="store_true", help="read one frame, accept each read at once, exit")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a daemon config (exit 0, or 78 with the errors)")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=cmd_check_config)
+
+    prev = sub.add_parser("preview", help="draw regions, markers and readings on one frame")
+    prev.add_argument("--config", metavar="FILE", help="daemon config (default: the bundled replay demo)")
+    prev.add_argument("--out", default="preview.png", metavar="PNG", help="output image (default preview.png)")
+    prev.add_argument("--image", metavar="FRAME", help="use this image instead of grabbing from the camera")
+    prev.set_defaults(func=cmd_preview)
     return parser
 
 

@@ -7,6 +7,7 @@ config file's folder. Secrets are read here, at load time, and never logged.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from device.errors import EdgeOCRError
-from device.regions import Box, Quad, quad_area
+from device.regions import Box, Quad
 
 try:
     import tomllib
@@ -161,7 +162,6 @@ class HealthConfig:
 
     state_dir: str = ""
     watchdog: bool = True
-    stall_s: float = 60.0  # no frame processed for this long: stop feeding the watchdog
     persist_interval_s: float = 10.0  # at most this often write the last accepted values
 
 
@@ -200,7 +200,7 @@ _CHECKS: dict[type, dict[str, Any]] = {
         "qos": (0, 2), "stats_interval_s": _POS, "heartbeat_s": _POS,
     },
     OutboxConfig: {"max_rows": (1, None), "max_age_s": _POS},
-    HealthConfig: {"stall_s": _POS, "persist_interval_s": (0, None)},
+    HealthConfig: {"persist_interval_s": (0, None)},
 }
 
 
@@ -225,7 +225,9 @@ class _Loader:
         for name in data:
             if name not in known:
                 where = f"{key}.{name}" if key else name
-                self.errors.append(f"{self.file}: {where}: unknown key, expected one of {', '.join(sorted(known))}")
+                close = difflib.get_close_matches(str(name), sorted(known), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "expected one of " + ", ".join(sorted(known))
+                self.errors.append(f"{self.file}: {where}: unknown key, {hint}")
 
     def scalar(self, value: Any, default: Any, check: Any, key: str) -> Any:
         """Check one value against the type of its default and its range/choices; default on error."""
@@ -304,7 +306,7 @@ def load_config(path: Path | str, check_model: bool = True) -> Config:
 
 def parse_config(data: dict, file: str = "config.toml", base: Path | None = None, check_model: bool = True) -> Config:
     """Validate an already parsed TOML document (see ``load_config``)."""
-    from device.config_regions import parse_align, parse_regions  # keeps this module short
+    from device.config_sections import parse_align, parse_mqtt, parse_regions  # keeps this module short
 
     ld = _Loader(file, base or Path.cwd())
     top = {"device_id", "camera", "align", "recognizer", "tracker", "mqtt", "outbox", "health", "regions"}
@@ -319,9 +321,10 @@ def parse_config(data: dict, file: str = "config.toml", base: Path | None = None
     recognizer = replace(recognizer, model=ld.path(recognizer.model, "recognizer.model"))
     tracker = ld.section(TrackerConfig, data.get("tracker"), "tracker")
     _tracker_checks(ld, tracker, "tracker")
-    mqtt = _mqtt(ld, data.get("mqtt"))
+    mqtt = parse_mqtt(ld, data.get("mqtt"))
     outbox = ld.section(OutboxConfig, data.get("outbox"), "outbox")
     health = ld.section(HealthConfig, data.get("health"), "health")
+    health = replace(health, state_dir=ld.path(health.state_dir, "health.state_dir", must_exist=False))
     align = parse_align(ld, data.get("align"), camera)
     charset = _model_charset(ld, recognizer.model) if check_model else None
     regions = parse_regions(ld, data.get("regions"), camera, tracker, charset)
@@ -350,42 +353,6 @@ def _camera_checks(ld: _Loader, cam: CameraConfig) -> CameraConfig:
 def _tracker_checks(ld: _Loader, tr: TrackerConfig, key: str) -> None:
     if tr.vote_k > tr.vote_n:
         ld.err(f"{key}.vote_k", tr.vote_k, f"expected <= {key}.vote_n ({tr.vote_n})")
-
-
-def _mqtt(ld: _Loader, data: Any) -> MqttConfig:
-    mq = ld.section(MqttConfig, data, "mqtt")
-    if mq.reconnect_max_s < mq.reconnect_min_s:
-        ld.err("mqtt.reconnect_max_s", mq.reconnect_max_s, f"expected >= mqtt.reconnect_min_s ({mq.reconnect_min_s})")
-    for key in ("topic_prefix", "discovery_prefix"):
-        value = getattr(mq, key)
-        if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
-            ld.err(f"mqtt.{key}", value, "expected a topic without '#', '+' or leading/trailing '/'")
-    paths = {k: ld.path(getattr(mq, k), f"mqtt.{k}") for k in ("ca_file", "cert_file", "key_file", "password_file")}
-    if bool(paths["cert_file"]) != bool(paths["key_file"]):
-        ld.err("mqtt.cert_file", mq.cert_file, "expected mqtt.cert_file and mqtt.key_file together")
-    sources = [k for k in ("password", "password_file", "password_credential") if getattr(mq, k)]
-    if len(sources) > 1:
-        ld.errors.append(f"{ld.file}: mqtt: {', '.join(sources)}: expected at most one password source")
-    password = mq.password
-    if paths["password_file"] and Path(paths["password_file"]).is_file():
-        password = _read_secret(ld, Path(paths["password_file"]), "mqtt.password_file", mq.password_file)
-    elif mq.password_credential:
-        creds = os.environ.get("CREDENTIALS_DIRECTORY", "")
-        if not creds:
-            ld.err("mqtt.password_credential", mq.password_credential,
-                   "expected $CREDENTIALS_DIRECTORY to be set (systemd LoadCredential=)")
-        else:
-            password = _read_secret(ld, Path(creds) / mq.password_credential, "mqtt.password_credential",
-                                    mq.password_credential)
-    return replace(mq, password=password, **paths)
-
-
-def _read_secret(ld: _Loader, path: Path, key: str, value: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        ld.err(key, value, f"expected a readable UTF-8 file ({getattr(exc, 'strerror', None) or exc})")
-        return ""
 
 
 def _model_charset(ld: _Loader, model: str) -> str | None:

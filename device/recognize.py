@@ -6,7 +6,10 @@ Interpreter order: ``ai_edge_litert`` (LiteRT, XNNPACK) -> ``tflite_runtime`` ->
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,23 @@ def _tensor_quant(detail: dict) -> Quant:
     return Quant(dtype, float(scale), int(zero_point))
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence the runtime's native 'INFO: Created TensorFlow Lite XNNPACK delegate' line (fd 2) while loading."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class Recognizer:
     """A loaded, checked model that turns crops into ``Read`` results.
 
@@ -101,13 +121,14 @@ class Recognizer:
         verify_checksum(self.card, self.model_path)
         interpreter_cls, self.backend = interpreter_class()
         try:
-            self._interpreter = interpreter_cls(model_path=str(self.model_path), num_threads=num_threads)
+            with _quiet_native_stderr():
+                self._interpreter = interpreter_cls(model_path=str(self.model_path), num_threads=num_threads)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.model_path}: cannot load as a TFLite model ({exc})") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._check_against_card()
-        self._interpreter.allocate_tensors()
         self._masks: dict[str | None, np.ndarray | None] = {}
 
     def _check_against_card(self) -> None:

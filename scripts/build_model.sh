@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Rebuild the shipped model from scratch (the recipe recorded in models/edgeocr-crnn.json).
+# Needs .venv-convert (make setup-convert) and the real DEV crops (REAL=path, default ../shared/data/real).
+# On a 2-core CPU: synth ~10 min, training ~60 min, pruning + fine-tune ~15 min, export ~1 min.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REAL=${REAL:-../shared/data/real}
+CACHE=${CACHE:-cache}
+RUNS=${RUNS:-runs}
+PY=${PY:-.venv-convert/bin/python}
+conv() { "$PY" -m convert.cli "$@"; }
+
+conv synth --out "$CACHE/synth-v0" --shards 20 --per-shard 5000 --seed 0
+conv synth --out "$CACHE/synth-v1" --shards 30 --per-shard 5000 --seed 1000
+conv train --out "$RUNS/student" --preset student --synth "$CACHE/synth-v0" "$CACHE/synth-v1" \
+    --real-root "$REAL" --real-weight 0.25 --stitched 15000 --steps 14000 --lr 2e-3 --batch-size 64
+conv prune "$RUNS/student/last.pt" --fraction 0.25 --out "$RUNS/pruned-init.pt"
+conv train --out "$RUNS/pruned" --init "$RUNS/pruned-init.pt" --synth "$CACHE/synth-v0" "$CACHE/synth-v1" \
+    --real-root "$REAL" --real-weight 0.25 --stitched 15000 --steps 3000 --lr 1e-3 --batch-size 64 --seed 1
+conv export "$RUNS/pruned/last.pt" --out models/edgeocr-crnn.tflite --name edgeocr-crnn \
+    --calib "$CACHE/synth-v0/shard-00000.npz"
+conv slim "$RUNS/pruned/last.pt" --out models/edgeocr-crnn.pt
