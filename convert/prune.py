@@ -20,10 +20,12 @@ _PRUNABLE = (0, 2, 4, 5, 7)
 _NEXT = {0: 2, 2: 4, 4: 5, 5: 7, 7: 8}
 
 
-def _keep(block: nn.Sequential, fraction: float, multiple: int = 4) -> torch.Tensor:
+def _keep(block: nn.Sequential, fraction: float, avoid: set[int], multiple: int = 4) -> torch.Tensor:
     gamma = block[1].weight.detach().abs()
     n = gamma.numel()
     keep = max(multiple, int(round(n * (1 - fraction) / multiple)) * multiple)
+    while keep in avoid and keep + multiple <= n:
+        keep += multiple  # a channel count equal to a spatial size makes onnx2tf's layout guess ambiguous
     return torch.sort(torch.topk(gamma, min(keep, n)).indices).values
 
 
@@ -48,7 +50,9 @@ def prune_channels(model: CRNN, fraction: float) -> CRNN:
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction = {fraction}: expected 0 < fraction < 1")
     feats = model.backbone.features
-    keep = {i: _keep(feats[i], fraction) for i in _PRUNABLE}
+    width = model.cfg.width
+    avoid = {32, 16, 8, 4, 2, width, width // 2, width // 4}  # every H and W the feature maps take
+    keep = {i: _keep(feats[i], fraction, avoid) for i in _PRUNABLE}
     channels = list(model.cfg.channels)
     for position, i in enumerate(_PRUNABLE):
         channels[position] = int(keep[i].numel())

@@ -22,7 +22,7 @@ from device.config import OutboxConfig
 logger = logging.getLogger(__name__)
 
 # A payload, or a function of the row's seq returning it (so a JSON state can carry its own seq).
-Payload = Union[bytes, Callable[[int], bytes]]
+Payload = Union[bytes, Callable[[int], bytes]]  # noqa: UP007 - a runtime alias, Python 3.9 has no X | Y
 
 _LOG_EVERY_S = 60.0
 
@@ -202,7 +202,8 @@ class Outbox:
         if self._unlogged and (self._logged_at is None or now - self._logged_at >= _LOG_EVERY_S):
             logger.warning(
                 "outbox %s: dropped %d undelivered message(s) (bounds: max_rows=%d, max_age_s=%g); "
-                "%d dropped since start", self.path, self._unlogged, self.cfg.max_rows, self.cfg.max_age_s, self.dropped,
+                "%d dropped since start",
+                self.path, self._unlogged, self.cfg.max_rows, self.cfg.max_age_s, self.dropped,
             )
             self._unlogged, self._logged_at = 0, now
         return n_rows + n_age

@@ -65,30 +65,18 @@ def discovery_messages(
     cfg: MqttConfig, device_id: str, topics: Topics, regions: Sequence[dict]
 ) -> list[tuple[str, bytes]]:
     """Home Assistant MQTT discovery: one retained sensor config per region, ``(topic, payload)``."""
-    device = {
-        "identifiers": [f"edgeocr_{device_id}"],
-        "name": f"edgeocr {device_id}",
-        "manufacturer": "edgeocr",
-        "model": "edgeocr camera reader",
-        "sw_version": __version__,
-    }
+    device = {"identifiers": [f"edgeocr_{device_id}"], "name": f"edgeocr {device_id}", "manufacturer": "edgeocr",
+              "model": "edgeocr camera reader", "sw_version": __version__}
     out = []
     for spec in regions:
         region = check_topic_part(str(spec["region"]), "region")
+        # HA caps a state at 255 characters; text regions may be longer (the full text stays in attributes)
+        template = "{{ value_json.value }}" if spec.get("kind", "meter") == "meter" else "{{ value_json.value[:255] }}"
         config: dict[str, Any] = {
-            "name": region,
-            "unique_id": f"edgeocr_{device_id}_{region}",
-            "state_topic": topics.state(region),
-            # HA caps a state at 255 characters; text regions may be longer (the full text stays in attributes)
-            "value_template": "{{ value_json.value }}" if spec.get("kind", "meter") == "meter"
-            else "{{ value_json.value[:255] }}",
-            "json_attributes_topic": topics.state(region),
-            "availability_topic": topics.available,
-            "payload_available": "online",
-            "payload_not_available": "offline",
-            "qos": cfg.qos,
-            "device": device,
-            "origin": {"name": "edgeocr", "sw_version": __version__},
+            "name": region, "unique_id": f"edgeocr_{device_id}_{region}", "state_topic": topics.state(region),
+            "value_template": template, "json_attributes_topic": topics.state(region),
+            "availability_topic": topics.available, "payload_available": "online", "payload_not_available": "offline",
+            "qos": cfg.qos, "device": device, "origin": {"name": "edgeocr", "sw_version": __version__},
         }
         for key, ha_key in (("unit", "unit_of_measurement"), ("device_class", "device_class"),
                             ("state_class", "state_class")):
@@ -138,13 +126,9 @@ class Publisher:
         *,
         rediscovery_jitter_s: float = 2.0,
     ):
-        self.cfg = cfg
-        self.device_id = device_id
-        self.outbox = outbox
-        self.on_command = on_command
+        self.cfg, self.device_id, self.outbox, self.on_command = cfg, device_id, outbox, on_command
         self.rediscovery_jitter_s = rediscovery_jitter_s
-        self._clock = clock
-        self._started_s = clock()
+        self._clock, self._started_s = clock, clock()
         try:
             self.topics = Topics(cfg.topic_prefix, device_id)
             self._discovery = discovery_messages(cfg, device_id, self.topics, discovery) if cfg.discovery else []
@@ -160,9 +144,7 @@ class Publisher:
         # per-connection state, touched only by the I/O thread
         self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
         self._acked: list[int] = []
-        self._sent_seq = 0
-        self._refused = False
-        self._last_error = ""
+        self._sent_seq, self._refused, self._last_error = 0, False, ""
         self._rediscover_at: float | None = None
         self._quiet = False  # the current outage was logged already
 
@@ -193,11 +175,8 @@ class Publisher:
             body = {**state, "seq": seq}
             return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
-        seqs = self.outbox.append_many([
-            (self.topics.state(region), state_json, True),
-            (self.topics.value(region), str(value).encode(), True),
-        ])
-        return seqs[0]
+        value_msg = (self.topics.value(region), str(value).encode(), True)
+        return self.outbox.append_many([(self.topics.state(region), state_json, True), value_msg])[0]
 
     def publish_stats(self, stats: dict) -> None:
         """Best-effort, not retained, not queued: send the latest stats when connected.
@@ -280,10 +259,7 @@ class Publisher:
 
         self._inflight.clear()
         self._acked.clear()
-        self._sent_seq = 0
-        self._refused = False
-        self._last_error = ""
-        self._rediscover_at = None
+        self._sent_seq, self._refused, self._last_error, self._rediscover_at = 0, False, "", None
         client = self._new_client()
         try:
             client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
@@ -369,18 +345,16 @@ class Publisher:
             logger.warning("ignoring retained MQTT command %r (publish commands without retain)", sub)
             return
         logger.info("MQTT command %r (%d bytes)", sub, len(msg.payload))
-        if self.on_command is None:
-            return
         try:
-            self.on_command(sub, bytes(msg.payload))
+            if self.on_command is not None:
+                self.on_command(sub, bytes(msg.payload))
         except Exception:  # a bad command must not take the connection down
             logger.exception("MQTT command %r failed", sub)
 
     def _send_discovery(self, client: Any) -> None:
         for topic, payload in self._discovery:
             client.publish(topic, payload, qos=1, retain=True)
-        if self._discovery:
-            logger.debug("sent Home Assistant discovery for %d region(s)", len(self._discovery))
+        logger.debug("sent Home Assistant discovery for %d region(s)", len(self._discovery))
 
     def _flush_acks(self) -> None:
         if self._acked:
@@ -413,9 +387,10 @@ class Publisher:
         reserve_s = min(1.0, max(0.0, self._stop_deadline - time.monotonic()) / 4)
         while self.outbox.depth() > 0 and time.monotonic() < self._stop_deadline - reserve_s:
             self._send_pending(client)
-            if client.loop(timeout=LOOP_S) != 0:
-                return
+            rc = client.loop(timeout=LOOP_S)
             self._flush_acks()
+            if rc != 0:
+                return
         if self.outbox.depth():
             logger.info("stopping with %d message(s) left in the outbox for the next start", self.outbox.depth())
         info = client.publish(self.topics.available, "offline", qos=1, retain=True)

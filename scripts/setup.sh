@@ -16,7 +16,8 @@ done
 APT_PACKAGES="mosquitto openssl fonts-dseg fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-b612 \
 fonts-3270 fonts-terminus fonts-dotgothic16 fonts-noto-mono fonts-roboto fonts-open-sans fonts-inconsolata \
 fonts-croscore fonts-crosextra-carlito fonts-crosextra-caladea fonts-lato fonts-hack fonts-firacode \
-fonts-jetbrains-mono fonts-oxygen fonts-ocr-a fonts-urw-base35 systemd"
+fonts-jetbrains-mono fonts-oxygen fonts-ocr-a fonts-urw-base35 systemd python3-venv python3-wheel \
+python3-setuptools"
 missing=""
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
