@@ -8,10 +8,12 @@ config file's folder. Secrets are read here, at load time, and never logged.
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import os
 import re
 import socket
+import stat
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,9 @@ except ImportError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SECRET_KEYS = frozenset({"password"})
 METER_DEFAULT_CHARS = "0123456789."
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(EdgeOCRError):
@@ -211,6 +215,8 @@ class _Loader:
         self.file, self.base, self.errors = file, base, []
 
     def err(self, key: str, value: Any, expect: str) -> None:
+        if key.rsplit(".", 1)[-1] in SECRET_KEYS:  # a mistyped secret is still a secret: never echo it
+            value = "<redacted>"
         self.errors.append(f"{self.file}: {key} = {value!r}: {expect}")
 
     def table(self, data: Any, key: str) -> dict:
@@ -301,7 +307,37 @@ def load_config(path: Path | str, check_model: bool = True) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
+    except RecursionError:  # tomllib recurses per nesting level
+        raise ConfigError([f"{file}: invalid TOML: arrays or tables nested too deeply"]) from None
+    warn_if_exposed(path, "config file", secret=_inline_secret(data))
     return parse_config(data, file=file, base=path.resolve().parent, check_model=check_model)
+
+
+def _inline_secret(data: dict) -> bool:
+    mqtt = data.get("mqtt")
+    return isinstance(mqtt, dict) and bool(mqtt.get("password"))
+
+
+def warn_if_exposed(path: Path, what: str, secret: bool = True) -> bool:
+    """Log a warning when a file others may change (world-writable) or, if it holds a secret, read.
+
+    Returns True when a warning was logged. Called at load time (start-up and reload), for the config
+    file, the password file, the credential and the TLS client key.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False  # missing files are reported by the checks that need them
+    problems = []
+    if mode & stat.S_IWOTH:
+        problems.append("world-writable")
+    if secret and mode & stat.S_IROTH:
+        problems.append("world-readable")
+    if not problems:
+        return False
+    logger.warning("%s %s is %s (mode %s): expected chmod %s", what, path, " and ".join(problems),
+                   oct(stat.S_IMODE(mode)), "600" if secret else "o-w")
+    return True
 
 
 def parse_config(data: dict, file: str = "config.toml", base: Path | None = None, check_model: bool = True) -> Config:

@@ -3,6 +3,7 @@ see ``device.config``."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import replace
@@ -20,6 +21,7 @@ from device.config import (
     TrackerConfig,
     _Loader,
     _tracker_checks,
+    warn_if_exposed,
 )
 from device.regions import Box, Quad, quad_area
 
@@ -49,7 +51,7 @@ def parse_quad(ld: _Loader, value: Any, key: str) -> Quad | None:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def check_in_frame(ld: _Loader, geometry: Box | Quad, cam: CameraConfig, key: str, value: Any) -> None:
@@ -67,8 +69,11 @@ def compile_regex(ld: _Loader, value: Any, key: str, named: bool = False) -> str
         return ""
     try:
         compiled = re.compile(value)
-    except re.error as exc:
+    except (re.error, OverflowError) as exc:
         ld.err(key, value, f"expected a valid regular expression ({exc})")
+        return ""
+    except RecursionError:
+        ld.err(key, value, "expected a valid regular expression (nested too deeply)")
         return ""
     if named and not compiled.groupindex:
         ld.err(key, value, "expected a regular expression with named groups, e.g. (?P<lot>[0-9]+)")
@@ -206,7 +211,10 @@ def parse_mqtt(ld: _Loader, data: Any) -> MqttConfig:
     if len(sources) > 1:
         ld.errors.append(f"{ld.file}: mqtt: {', '.join(sources)}: expected at most one password source")
     password = mq.password
+    if paths["key_file"]:
+        warn_if_exposed(Path(paths["key_file"]), "mqtt.key_file")
     if paths["password_file"] and Path(paths["password_file"]).is_file():
+        warn_if_exposed(Path(paths["password_file"]), "mqtt.password_file")
         password = _read_secret(ld, Path(paths["password_file"]), "mqtt.password_file", mq.password_file)
     elif mq.password_credential:
         creds = os.environ.get("CREDENTIALS_DIRECTORY", "")
@@ -214,6 +222,7 @@ def parse_mqtt(ld: _Loader, data: Any) -> MqttConfig:
             ld.err("mqtt.password_credential", mq.password_credential,
                    "expected $CREDENTIALS_DIRECTORY to be set (systemd LoadCredential=)")
         else:
+            warn_if_exposed(Path(creds) / mq.password_credential, "mqtt.password_credential")
             password = _read_secret(ld, Path(creds) / mq.password_credential, "mqtt.password_credential",
                                     mq.password_credential)
     return replace(mq, password=password, **paths)

@@ -13,12 +13,14 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from device.capture import Capture, Frame, FrameSource
 from device.config import Config, ConfigError, load_config, resolve_state_dir
+from device.outbox import OutboxError
 from device.pipeline import StageTimes, align_frame, read_regions
 from device.tracker import Reading, RegionTracker, StateStore
 
@@ -26,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_SOFTWARE, EXIT_CONFIG = 0, 70, 78
 _SLICE_S = 0.2  # longest uninterrupted sleep, so signals and commands are seen quickly
+HELD_MAX = 1000  # readings kept in memory while the outbox cannot be written (not durable; see docs/MQTT.md)
+OUTBOX_RETRY_S = 10.0  # how often to try opening an outbox that could not be opened
 
 
 class _NullNotifier:
@@ -76,6 +80,11 @@ class Daemon:
         self.started_s = clock()
         self.last_frame: Frame | None = None
         self.publisher = self.outbox = None
+        # readings the outbox could not store (disk full, read-only): held here, oldest first, retried
+        self.held: deque[tuple[str, dict, str]] = deque()
+        self.held_dropped = 0
+        self._outbox_down_since: float | None = None
+        self._outbox_retry_s = float("inf")
         self._build(cfg)
 
     # -- set-up / tear-down ----------------------------------------------------------------------------------
@@ -114,8 +123,13 @@ class Daemon:
         except ImportError as exc:
             logger.error("MQTT disabled: %s (install paho-mqtt: pip install 'edgeocr[device]')", exc)
             return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(cfg.outbox, self.state_dir)
+        self._outbox_retry_s = float("inf")
+        try:
+            self.outbox = Outbox(cfg.outbox, self.state_dir)
+        except OutboxError as exc:  # full or read-only state folder: keep reading, hold readings, retry
+            self._outbox_failed(exc)
+            self._outbox_retry_s = self.clock() + OUTBOX_RETRY_S
+            return
         discovery = [{"region": r.name, "kind": r.kind, "unit": r.unit, "device_class": r.device_class,
                       "state_class": r.state_class} for r in cfg.regions]
         on_command = self.command if cfg.mqtt.commands else None
@@ -238,12 +252,46 @@ class Daemon:
         """Print one line and hand the reading to the publisher."""
         t0 = self.clock()
         print(format_line(reading, self.units.get(reading.region, "")), file=self.out, flush=True)
-        if self.publisher is not None:
-            self.publisher.publish_state(reading.region, reading.to_state(), reading.value or "")
+        if self.publisher is not None or self._outbox_down_since is not None:
+            self.store_reading(reading.region, reading.to_state(), reading.value or "")
         self.times.add("publish", self.clock() - t0)
         self.published += 1
         if self.first_publish_s is None:
             self.first_publish_s = self.clock() - self.started_s
+
+    def store_reading(self, region: str, state: dict, value: str) -> None:
+        """Queue a reading in the outbox, after any held ones (order kept); hold it when the outbox fails.
+
+        Held readings are NOT durable: at most ``HELD_MAX`` (the oldest are dropped, counted and logged),
+        lost if the process dies. Every outage is logged at ERROR and shown in stats / STATUS.
+        """
+        if len(self.held) >= HELD_MAX:
+            self.held.popleft()
+            self.held_dropped += 1
+            if self.held_dropped == 1 or self.held_dropped % 100 == 0:
+                logger.error("outbox still not writable: dropped the oldest held reading (%d dropped so far)",
+                             self.held_dropped)
+        self.held.append((region, state, value))
+        self._flush_held()
+
+    def _flush_held(self) -> None:
+        while self.held and self.publisher is not None:
+            try:
+                self.publisher.publish_state(*self.held[0])
+            except OutboxError as exc:
+                self._outbox_failed(exc)
+                return
+            self.held.popleft()
+        if not self.held and self._outbox_down_since is not None and self.publisher is not None:
+            logger.warning("outbox writable again after %.0f s: held readings stored",
+                           self.clock() - self._outbox_down_since)
+            self._outbox_down_since = None
+
+    def _outbox_failed(self, exc: Exception) -> None:
+        if self._outbox_down_since is None:
+            self._outbox_down_since = self.clock()
+            logger.error("%s: readings are held in memory (not durable, at most %d) until it can be written",
+                         exc, HELD_MAX)
 
     def persist(self, force: bool = False) -> None:
         """Write the last accepted values (throttled to ``health.persist_interval_s``)."""
@@ -261,6 +309,10 @@ class Daemon:
         self._last_persist_s = now
 
     def _health(self, now: float, last_ping: float) -> float:
+        if self.publisher is None and now >= self._outbox_retry_s:
+            self._start_mqtt(self.cfg)  # the outbox could not be opened: try again
+        if self.held and self.publisher is not None:
+            self._flush_held()
         interval = getattr(self.notifier, "watchdog_interval_s", None)
         if self.cfg.health.watchdog and interval and now - last_ping >= interval / 2.0:
             self.notifier.watchdog()
@@ -268,8 +320,9 @@ class Daemon:
         if now - self._last_stats_s >= self.cfg.mqtt.stats_interval_s:
             self._last_stats_s = now
             stats = self.stats(now)
-            self.notifier.status(f"{stats['fps']:.1f} frames/s, {stats['frames']} frames, "
-                                 f"{stats['bad_frames']} bad, camera {'ok' if self.capture.healthy else 'down'}")
+            held = f", outbox failing: {len(self.held)} held in memory" if self._outbox_down_since is not None else ""
+            self.notifier.status(f"{stats['fps']:.1f} frames/s, {stats['frames']} frames, {stats['bad_frames']} "
+                                 f"bad, camera {'ok' if self.capture.healthy else 'down'}{held}")
             if self.publisher is not None:
                 self.publisher.publish_stats(stats)
         return last_ping
@@ -283,6 +336,7 @@ class Daemon:
             "bad_frames": self.capture.bad_frames, "camera_failures": self.capture.failures,
             "camera_ok": self.capture.healthy, "latency_ms": round(per_frame / max(1, self.frames_read), 1),
             "frame_errors": self.frame_errors, "published": self.published, "uptime_s": round(uptime, 1),
+            "outbox_held": len(self.held), "outbox_held_dropped": self.held_dropped,
             "stages_ms": {stage: round(self.times.mean_ms(stage), 2) for stage in self.times.count},
         }
 
@@ -295,26 +349,33 @@ class Daemon:
                 topic, payload = self._commands.get_nowait()
             except queue.Empty:
                 return reread
-            reread |= self.run_command(topic, payload)
+            try:
+                reread |= self.run_command(topic, payload)
+            except Exception:  # noqa: BLE001 - a command must never stop the daemon
+                logger.exception("command %r failed; ignored", topic[:64])
 
     def run_command(self, topic: str, payload: bytes) -> bool:
         """``reread`` (read and publish now), ``set/<region>`` (reference value), ``snapshot`` (annotated PNG)."""
         name = topic.split("/cmd/", 1)[-1].removeprefix("cmd/").strip("/")
-        text = payload.decode("utf-8", "replace").strip()
+        try:
+            text = payload.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            logger.warning("command %r refused: payload is not UTF-8", name[:64])
+            return False
         verb, _, region = name.partition("/")
-        logger.info("command %s %r", name, text[:64])
+        logger.info("command %r %r", name[:64], text[:64])
         if verb in ("reread", "read"):
             return True
         if verb in ("set", "set_reference") and region in self.trackers:
             try:
                 self.emit(self.trackers[region].set_reference(text, self.wall()))
             except ValueError as exc:
-                logger.warning("command %s refused: %s", name, exc)
+                logger.warning("command %s refused: %s", name, str(exc)[:200])
             self.persist(force=True)
         elif verb == "snapshot":
             self.snapshot()
         else:
-            logger.warning("command %s: unknown (expected reread, set/<region>, snapshot)", name)
+            logger.warning("command %r: unknown (expected reread, set/<region>, snapshot)", name[:64])
         return False
 
     def snapshot(self) -> Path | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Union
 
 from device.config import OutboxConfig
+from device.errors import EdgeOCRError
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_s REAL NOT NULL
 )
 """
+
+
+class OutboxError(EdgeOCRError):
+    """The outbox file cannot be opened or written (disk full, read-only, I/O error); nothing was stored."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,11 @@ class Outbox:
         self._logged_at: float | None = None
         self._clock = clock
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._open()
+        except (OSError, sqlite3.OperationalError) as exc:  # full, read-only, locked: the file may be fine
+            raise OutboxError(f"outbox {self.path}: cannot open ({getattr(exc, 'strerror', None) or exc})") from None
         except sqlite3.DatabaseError as exc:  # not a database / malformed: keep it for inspection, start afresh
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             logger.error("outbox %s is unreadable (%s); moved aside to %s, starting empty", self.path, exc, aside)
@@ -81,7 +88,10 @@ class Outbox:
         seq_row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         self._last_seq = max(int(row[1]), int(seq_row[0]) if seq_row else 0)
         with self._lock:
-            self._enforce_bounds()
+            try:
+                self._enforce_bounds()
+            except sqlite3.Error as exc:  # e.g. a full disk: keep every row, try again on the next append
+                logger.warning("outbox %s: cannot apply the bounds now (%s)", self.path, exc)
         if self._depth:
             logger.info("outbox %s: %d message(s) waiting from a previous run", self.path, self._depth)
 
@@ -109,8 +119,8 @@ class Outbox:
         now = self._clock()
         seqs = []
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.execute("BEGIN IMMEDIATE")
                 for topic, payload, retain in messages:
                     body = payload if isinstance(payload, (bytes, bytearray)) else b""
                     cur = self._db.execute(
@@ -122,13 +132,28 @@ class Outbox:
                         self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (bytes(payload(seq)), seq))
                     seqs.append(seq)
                 self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise OutboxError(f"outbox {self.path}: cannot write ({exc})") from None
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._depth += len(seqs)
             self._last_seq = max([self._last_seq, *seqs])
-            self._enforce_bounds()
+            try:  # the rows are committed: a failed clean-up must not make the caller store them twice
+                self._enforce_bounds()
+            except sqlite3.Error as exc:
+                self._rollback()
+                logger.warning("outbox %s: cannot apply the bounds now (%s)", self.path, exc)
         return seqs
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is open (sqlite already rolled back after e.g. SQLITE_FULL)."""
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                logger.debug("outbox rollback: %s", exc)
 
     def peek(self, limit: int, after_seq: int = 0) -> list[OutboxMessage]:
         """Up to ``limit`` messages with seq > ``after_seq``, oldest first."""
@@ -148,14 +173,17 @@ class Outbox:
         if not seqs:
             return
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.execute("BEGIN IMMEDIATE")
                 removed = 0
                 for seq in seqs:
                     removed += self._db.execute("DELETE FROM outbox WHERE seq = ?", (int(seq),)).rowcount
                 self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise OutboxError(f"outbox {self.path}: cannot delete delivered messages ({exc})") from None
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._depth -= removed
 
@@ -193,7 +221,7 @@ class Outbox:
             n_age = self._db.execute("DELETE FROM outbox WHERE created_s < ?", (cutoff,)).rowcount
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         self._depth -= n_rows + n_age
         self.dropped += n_rows + n_age

@@ -23,7 +23,7 @@ from typing import Any
 from device import __version__
 from device.config import MqttConfig
 from device.errors import EdgeOCRError
-from device.outbox import Outbox
+from device.outbox import Outbox, OutboxError
 
 logger = logging.getLogger(__name__)
 _paho_logger = logging.getLogger(__name__ + ".paho")
@@ -147,6 +147,7 @@ class Publisher:
         self._sent_seq, self._refused, self._last_error = 0, False, ""
         self._rediscover_at: float | None = None
         self._quiet = False  # the current outage was logged already
+        self._ack_failing = False  # deleting delivered rows failed (logged once)
 
     @property
     def connected(self) -> bool:
@@ -357,9 +358,20 @@ class Publisher:
         logger.debug("sent Home Assistant discovery for %d region(s)", len(self._discovery))
 
     def _flush_acks(self) -> None:
-        if self._acked:
+        if not self._acked:
+            return
+        try:
             self.outbox.ack_many(self._acked)
-            self._acked.clear()
+        except OutboxError as exc:  # read-only / full disk: delivered rows stay; deleting them is retried
+            if not self._ack_failing:
+                logger.warning("%s; %d delivered message(s) will be deleted when it is writable again "
+                               "(until then a restart sends them again)", exc, len(self._acked))
+            self._ack_failing = True
+            return
+        if self._ack_failing:
+            logger.info("outbox writable again: delivered messages deleted")
+        self._ack_failing = False
+        self._acked.clear()
 
     def _send_pending(self, client: Any) -> None:
         """Top up the in-flight window from the outbox, then the latest stats and any discovery re-send."""

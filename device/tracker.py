@@ -279,8 +279,19 @@ class RegionTracker:
 
     # -- commands -----------------------------------------------------------------------------------------
     def set_reference(self, value: str, now_s: float) -> Reading:
-        """Set the meter's value (after a meter swap or an implausible jump); publishes it as ``ok``."""
-        meter = parse_meter(value.strip(), 0) if self.region.kind == "meter" else None
+        """Set the meter's value (after a meter swap or an implausible jump); publishes it as ``ok``.
+
+        Refused (ValueError) unless the region could have read it: at most 256 characters, no control
+        characters but newlines, only the region's ``chars``; meters: a number of at most 15 digits.
+        """
+        value = value.strip()
+        extra = {c for c in value if c not in "\n "} - set(self.region.chars) if self.region.chars else set()
+        if len(value) > 256 or any(ord(c) < 32 and c != "\n" for c in value) or extra:
+            raise ValueError(f"{self.region.name}: reference value {value[:40]!r}: expected at most 256 of the "
+                             "region's characters (chars)")
+        if self.region.kind == "meter" and sum(c.isdigit() for c in value) > 15:
+            raise ValueError(f"{self.region.name}: reference value {value[:40]!r}: expected at most 15 digits")
+        meter = parse_meter(value, 0) if self.region.kind == "meter" else None
         if self.region.kind == "meter" and meter is None:
             raise ValueError(f"{self.region.name}: reference value {value!r}: expected a number")
         text = meter.text if meter else value
