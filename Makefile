@@ -7,10 +7,11 @@ setup:
 setup-convert:
 	./scripts/setup.sh --convert
 
-# Install the device stack and run the daemon demo on the bundled sample frames (replay source).
+# Install the device stack, read one bundled frame's meter region, then run the daemon demo on the
+# bundled frames (replay source; publishes too if a broker answers on 127.0.0.1:1883).
 run: setup
-	.venv/bin/edgeocr read firmware_config/samples
-	.venv/bin/edgeocr run --max-frames 8
+	.venv/bin/edgeocr read firmware_config/samples/frames/frame-000.png --box 66,30,308,72 --chars 0123456789. --json
+	.venv/bin/edgeocr run --max-frames 16
 
 # Install both stacks (device and workstation) and run the whole test suite.
 test: setup-convert test-device test-convert
