@@ -100,13 +100,41 @@ def cmd_export(args: argparse.Namespace) -> int:
     calib = calib[rng.permutation(len(calib))[: args.calib_count]]
     try:
         card, result, ops = export(model, Path(args.out), calib, parity_px, parity_labels, name=args.name,
-                                   recipe={"checkpoint_recipe": state.get("recipe", {}), "step": state.get("step")})
+                                   recipe={"rebuild": "scripts/build_model.sh", "checkpoint_recipe": state.get("recipe", {}),
+                                           "step": state.get("step"), "calibration": args.calib or "rendered",
+                                           "data": "synthetic shards (convert/synth.py) + train part of the "
+                                                   "real DEV folders + real digits stitched into lines"})
     except ExportError as exc:
         print(f"edgeocr-convert: error: {exc}", file=sys.stderr)
         return 1
+    if args.real_root:
+        _real_metrics_into_card(model, Path(args.out), args.real_root, state)
     print(json.dumps({"model": args.out, "bytes": Path(args.out).stat().st_size, "sha256": card.sha256,
                       "parity": result.__dict__, "ops": sorted({op for op, _ in ops})}, indent=2))
     return 0
+
+
+def _real_metrics_into_card(model, out: Path, real_root: str, state: dict) -> None:
+    """Score float and INT8 on the held-back real parts; record them (and the training history) in the card."""
+    from dataclasses import asdict
+
+    from convert.charset import CHARSET
+    from convert.evaluate import evaluate_arrays, tflite_predictor, torch_predictor
+    from convert.export import write_card
+    from convert.train import real_eval_sets, spec_for
+    from device.card import card_path_for, load_card
+
+    spec, norm = spec_for(model.cfg.width)
+    card = load_card(card_path_for(out))
+    real = {}
+    for name, (pixels, labels, chars, icase) in real_eval_sets(real_root, spec, norm).items():
+        f, _ = evaluate_arrays(torch_predictor(model), pixels, labels, CHARSET, norm, chars, icase)
+        q, _ = evaluate_arrays(tflite_predictor(out), pixels, labels, CHARSET, norm, chars, icase)
+        real[name] = {"n": f.n, "chars": chars, "ignore_case": icase, "float": asdict(f), "int8": asdict(q)}
+        logger.info("held-back %s: float %s  INT8 %s", name, f.row(), q.row())
+    metrics = {k: v for k, v in card.metrics.items() if k not in ("parameters", "file_bytes")}
+    metrics["real_held_back"] = real
+    write_card(out, model, card.name, metrics, card.recipe | {"training_history": state.get("history", [])[-3:]})
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -230,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", help="a synth shard for calibration (default: render one)")
     p.add_argument("--calib-count", type=int, default=500)
     p.add_argument("--parity-count", type=int, default=300)
+    p.add_argument("--real-root", help="also score float and INT8 on the held-back real parts; stored in the card")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("finetune", help="your labelled crops (labels.tsv) -> new INT8 model + card")

@@ -128,7 +128,7 @@ def write_card(tflite_path: Path, model: CRNN, name: str, metrics: dict, recipe:
         "sha256": sha256_file(tflite_path),
         "file": tflite_path.name,
         "metrics": {"parameters": count_parameters(model), "file_bytes": tflite_path.stat().st_size, **metrics},
-        "recipe": {"model_args": model.cfg.to_dict(), **recipe},
+        "recipe": {**recipe, "model_args": model.cfg.to_dict()},
     }
     card = parse_card(data, where=str(tflite_path.with_suffix(".json")))
     tflite_path.with_suffix(".json").write_text(card.to_json(), encoding="utf-8")

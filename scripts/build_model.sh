@@ -18,5 +18,5 @@ conv prune "$RUNS/student/last.pt" --fraction 0.25 --out "$RUNS/pruned-init.pt"
 conv train --out "$RUNS/pruned" --init "$RUNS/pruned-init.pt" --synth "$CACHE/synth-v0" "$CACHE/synth-v1" \
     --real-root "$REAL" --real-weight 0.25 --stitched 15000 --steps 2000 --lr 1e-3 --batch-size 64 --seed 1
 conv export "$RUNS/pruned/last.pt" --out models/edgeocr-crnn.tflite --name edgeocr-crnn \
-    --calib "$CACHE/synth-v0/shard-00000.npz"
+    --calib "$CACHE/synth-v0/shard-00000.npz" --real-root "$REAL"
 conv slim "$RUNS/pruned/last.pt" --out models/edgeocr-crnn.pt
