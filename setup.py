@@ -37,7 +37,7 @@ CONVERT = [
     "pillow>=10",
     "tqdm>=4.60",
 ]
-TEST = ["pytest>=8", "pillow>=10"]
+TEST = ["pytest>=8", "pillow>=10", "hypothesis>=6.100"]
 
 setup(
     name="edgeocr",

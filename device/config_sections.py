@@ -205,6 +205,9 @@ def parse_mqtt(ld: _Loader, data: Any) -> MqttConfig:
         if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
             ld.err(f"mqtt.{key}", value, "expected a topic without '#', '+' or leading/trailing '/'")
     paths = {k: ld.path(getattr(mq, k), f"mqtt.{k}") for k in ("ca_file", "cert_file", "key_file", "password_file")}
+    if not mq.tls and (mq.ca_file or mq.cert_file or mq.tls_insecure):  # never plain text by accident
+        key = "ca_file" if mq.ca_file else "cert_file" if mq.cert_file else "tls_insecure"
+        ld.err(f"mqtt.{key}", getattr(mq, key), "expected mqtt.tls = true with it (else the connection is plain text)")
     if bool(paths["cert_file"]) != bool(paths["key_file"]):
         ld.err("mqtt.cert_file", mq.cert_file, "expected mqtt.cert_file and mqtt.key_file together")
     sources = [k for k in ("password", "password_file", "password_credential") if getattr(mq, k)]

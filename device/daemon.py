@@ -147,6 +147,9 @@ class Daemon:
     def close(self) -> None:
         """Persist, flush and publish ``offline``, release the camera."""
         self.persist(force=True)
+        self._flush_held()
+        if self.held:
+            logger.error("stopping with %d reading(s) the outbox could not store: they are lost", len(self.held))
         self._stop_mqtt()
         self.capture.close()
 

@@ -162,7 +162,7 @@ def test_broker_restart_mid_run_loses_nothing(make_broker, subscribe, run_daemon
     assert d.signal(signal.SIGTERM) == 0
     last, left = outbox_rows(tmp_path)
     assert left == []
-    assert col.wait_for(lambda m: set(range(1, last + 1, 2)) <= set(state_seqs(col)), 10)
+    assert col.wait_for(lambda m: set(range(1, last + 1, 2)) <= set(state_seqs(col)), 30)
     assert_complete_and_ordered(col, last)
     assert "lost the connection to MQTT broker" in d.text()
 
@@ -193,5 +193,5 @@ def test_sigkill_and_restart_loses_nothing_in_the_outbox(make_broker, subscribe,
     assert c.signal(signal.SIGTERM) == 0
     last, left = outbox_rows(tmp_path)
     assert left == [] and last > last_killed
-    assert col.wait_for(lambda m: set(range(1, last + 1, 2)) <= set(state_seqs(col)), 10)
+    assert col.wait_for(lambda m: set(range(1, last + 1, 2)) <= set(state_seqs(col)), 30)
     assert_complete_and_ordered(col, last)
