@@ -23,14 +23,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-FOLDERS = {  # name: (folder under real root, allowed chars a user would set, ignore case)
-    "meter-lcd-lines": ("seven-segment/meter-lcd-lines", "0123456789.", False),
-    "lcd-digits": ("seven-segment/lcd-digits", "0123456789", False),
-    "rolling-digits": ("meter-digits/rolling-counter-digits", "0123456789", False),
-    "cute80": ("text-lines/cute80", None, True),
-}
-
-
 def _rows(root: Path, folder: str, held_back: bool) -> list[tuple[str, str]]:
     from convert.data import read_labels, split_labels
 
@@ -136,7 +128,7 @@ def main() -> int:
     parser.add_argument("--real-root", default=str(HERE.parent.parent / "shared" / "data" / "real"))
     parser.add_argument("--held-back", action="store_true", help="only the held-back part of each folder")
     parser.add_argument("--engines", default="edgeocr,rapidocr,tesseract")
-    parser.add_argument("--folders", default=",".join(FOLDERS))
+    parser.add_argument("--folders", default="meter-lcd-lines,lcd-digits,rolling-digits,cute80")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--rows", help=argparse.SUPPRESS)
     parser.add_argument("--chars", help=argparse.SUPPRESS)
@@ -144,6 +136,7 @@ def main() -> int:
     if args.worker:
         run_worker(args)
         return 0
+    from convert.data import REAL_SETS
     from convert.evaluate import score
 
     root = Path(args.real_root)
@@ -153,7 +146,7 @@ def main() -> int:
     engines = [e for e in args.engines.split(",") if e != "tesseract" or shutil.which("tesseract")]
     print(f"{'set':16} {'engine':10} {'n':>5} {'exact':>7} {'CER':>7} {'ms/crop':>8} {'x edgeocr':>9} {'RSS MB':>7}")
     for name in args.folders.split(","):
-        folder, chars, icase = FOLDERS[name]
+        folder, chars, icase = REAL_SETS[name]
         rows = _rows(root, folder, args.held_back)
         labels = [t for _, t in rows]
         base = None

@@ -46,7 +46,8 @@ def main() -> int:
     from convert.crnn import count_parameters
     from convert.data import render_shard
     from convert.evaluate import evaluate_arrays, tflite_predictor, torch_predictor
-    from convert.train import REAL_SETS, load_checkpoint, real_eval_sets, spec_for
+    from convert.data import REAL_SETS
+    from convert.train import load_checkpoint, real_eval_sets, spec_for
     from device.card import card_path_for, load_card
     from device.preprocess import scale_pixels
 

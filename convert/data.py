@@ -22,6 +22,14 @@ from device.preprocess import load_image, normalise_polarity, stretch_contrast, 
 
 logger = logging.getLogger(__name__)
 
+# Real DEV folders (relative to a --real-root): (folder, allowed chars the way a user sets them, ignore case).
+REAL_SETS: dict[str, tuple[str, str | None, bool]] = {
+    "meter-lcd-lines": ("seven-segment/meter-lcd-lines", "0123456789.", False),
+    "lcd-digits": ("seven-segment/lcd-digits", "0123456789", False),
+    "rolling-digits": ("meter-digits/rolling-counter-digits", "0123456789", False),
+    "cute80": ("text-lines/cute80", None, True),
+}
+
 
 @dataclass(frozen=True)
 class LabelledImage:

@@ -13,20 +13,12 @@ import torch.nn.functional as F
 
 from convert.charset import BLANK_INDEX, CHARSET, encode
 from convert.crnn import CRNN, CRNNConfig, build, count_parameters
-from convert.data import TrainBatches, load_labels_split, load_shards, read_labels, split_labels, stitch_lines
+from convert.data import (REAL_SETS, TrainBatches, load_labels_split, load_shards, read_labels, split_labels,
+                          stitch_lines)
 from convert.evaluate import Score, evaluate_arrays, torch_predictor
 from device.card import InputSpec, Normalisation
 
 logger = logging.getLogger(__name__)
-
-# Real DEV folders (relative to a --real-root): (folder, allowed chars the way a user sets them, ignore case).
-REAL_SETS: dict[str, tuple[str, str | None, bool]] = {
-    "meter-lcd-lines": ("seven-segment/meter-lcd-lines", "0123456789.", False),
-    "lcd-digits": ("seven-segment/lcd-digits", "0123456789", False),
-    "rolling-digits": ("meter-digits/rolling-counter-digits", "0123456789", False),
-    "cute80": ("text-lines/cute80", None, True),
-}
-
 
 @dataclass(frozen=True)
 class TrainConfig:
