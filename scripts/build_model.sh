@@ -26,3 +26,12 @@ if [ "${PRUNE:-0}" = 1 ]; then
       --real-root "$REAL" --real-weight 0.25 --stitched 15000 --steps 2000 --lr 1e-3 --batch-size 64 --seed 1
   conv export "$RUNS/pruned/last.pt" --out "$RUNS/pruned/edgeocr-pruned.tflite" --calib "$CACHE/synth-v0/shard-00000.npz"
 fi
+
+# Sequence-module comparison (README "Sequence module, measured"): same data, 1,500 steps each, 1 thread.
+if [ "${COMPARE:-0}" = 1 ]; then
+  for p in student-lstm student-gru student; do
+    conv train --out "$RUNS/cmp-$p" --preset "$p" --synth "$CACHE/synth-v0" "$CACHE/synth-v1" --real-root "$REAL" \
+        --real-weight 0.25 --stitched 5000 --steps 1500 --lr 2e-3 --batch-size 64 --threads 1 --eval-every 1500
+    conv export "$RUNS/cmp-$p/last.pt" --out "$RUNS/cmp-$p/m.tflite" --parity-count 200 || true  # recurrent ones fail the budget
+  done
+fi
