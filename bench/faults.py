@@ -196,6 +196,17 @@ class Consumer:
         return None
 
 
+def record_recovery(row: Row, daemon: DaemonProc, consumer: Consumer) -> None:
+    """After a fault ends: time until a new reading arrives (WAIT_S if none), and whether the daemon lived."""
+    t_end = time.monotonic()
+    before = len(consumer.seen())
+    if wait_until(lambda: len(consumer.seen()) > before, WAIT_S, 0.05):  # readings flow again
+        row.recovery_s.append(time.monotonic() - t_end)
+    else:
+        row.recovery_s.append(WAIT_S)
+    row.up &= daemon.alive
+
+
 def finish(row: Row, daemon: DaemonProc, consumer: Consumer, state_dir: Path) -> Row:
     """Stop the daemon (SIGTERM flushes the outbox), wait for delivery, score."""
     row.up = row.up and daemon.alive
@@ -402,13 +413,7 @@ def camera_faults(rig: Rig, rounds: int, rng: random.Random) -> Row:
                 frames.rmdir()
             time.sleep(rng.uniform(0.8, 1.5))
             restore()
-            t_end = time.monotonic()
-            before = len(consumer.seen())
-            if wait_until(lambda n=before: len(consumer.seen()) > n, WAIT_S, 0.05):  # readings flow again
-                row.recovery_s.append(time.monotonic() - t_end)
-            else:
-                row.recovery_s.append(WAIT_S)
-            row.up &= daemon.alive
+            record_recovery(row, daemon, consumer)
     text = daemon.log.read_text(errors="replace")
     row.note = f"{text.count(' skipped: ')} frames skipped"
     return finish(row, daemon, consumer, state_dir)
@@ -451,13 +456,7 @@ def camera_device_gone(rig: Rig, rounds: int, rng: random.Random) -> Row:
         tmp = video.with_suffix(".tmp")
         tmp.write_bytes(good.read_bytes())
         tmp.replace(video)  # the device is back (a new inode, as after a re-plug)
-        t_end = time.monotonic()
-        before = len(consumer.seen())
-        if wait_until(lambda n=before: len(consumer.seen()) > n, WAIT_S, 0.05):
-            row.recovery_s.append(time.monotonic() - t_end)
-        else:
-            row.recovery_s.append(WAIT_S)
-        row.up &= daemon.alive
+        record_recovery(row, daemon, consumer)
     text = daemon.log.read_text(errors="replace")
     row.note = f"{text.count('reopening in')} read/open failures, {text.count('reopened after')} reopen(s)"
     return finish(row, daemon, consumer, state_dir)
