@@ -5,7 +5,8 @@ import pytest
 
 from device.card import InputSpec, Normalisation
 from device.errors import ImageError, RegionError
-from device.preprocess import fit_to_input, is_light_on_dark, load_image, to_gray, to_input, to_pixels
+from device.preprocess import (fit_to_input, is_light_on_dark, load_image, percentiles_u8, stretch_contrast, to_gray,
+                               to_input, to_pixels)
 from device.regions import Box, Quad, crop, parse_box, parse_quad
 
 SPEC = InputSpec(height=32, width=192)
@@ -96,3 +97,18 @@ def test_load_image_errors_name_the_file(tmp_path):
         load_image(tmp_path / "text.png")
     with pytest.raises(ImageError, match="is a directory"):
         load_image(tmp_path)
+
+
+def test_histogram_percentiles_and_lookup_stretch_match_numpy():
+    """The O(n) histogram path must give the same pixels as np.percentile + a per-pixel stretch."""
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        h, w = rng.integers(1, 90, 2)
+        if i % 2:
+            gray = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        else:
+            gray = np.clip(rng.normal(rng.uniform(0, 255), rng.uniform(0, 50), (h, w)), 0, 255).astype(np.uint8)
+        lo, hi = np.percentile(gray, (1.0, 99.0))
+        assert percentiles_u8(gray, (1.0, 99.0)).tolist() == [lo, hi]
+        want = gray if hi - lo < 8 else np.clip((gray.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        assert np.array_equal(stretch_contrast(gray), want)
