@@ -71,11 +71,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Remove the weakest backbone channels; write a checkpoint to fine-tune with ``train --init``."""
     from convert.crnn import count_parameters
     from convert.prune import prune_channels
-    from convert.train import TrainConfig, load_checkpoint, save_checkpoint
+    from convert.train import TrainConfig, lineage_of, load_checkpoint, save_checkpoint
 
     model, state = load_checkpoint(args.checkpoint)
     pruned = prune_channels(model, args.fraction)
-    save_checkpoint(Path(args.out), pruned, 0, TrainConfig(out=str(Path(args.out).parent), **{"init": args.checkpoint}))
+    save_checkpoint(Path(args.out), pruned, 0, TrainConfig(out=str(Path(args.out).parent), init=args.checkpoint),
+                    lineage={"pruned": {"fraction": args.fraction, "from": lineage_of(state)}})
     print(json.dumps({"from": args.checkpoint, "parameters_before": count_parameters(model),
                       "parameters_after": count_parameters(pruned), "channels": list(pruned.cfg.channels)}))
     return 0
@@ -101,7 +102,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         card, result, ops = export(model, Path(args.out), calib, parity_px, parity_labels, name=args.name,
                                    recipe={"rebuild": "scripts/build_model.sh", "checkpoint_recipe": state.get("recipe", {}),
-                                           "step": state.get("step"), "calibration": args.calib or "rendered",
+                                           "step": state.get("step"), "lineage": state.get("lineage", {}), "calibration": args.calib or "rendered",
                                            "data": "synthetic shards (convert/synth.py) + train part of the "
                                                    "real DEV folders + real digits stitched into lines"})
     except ExportError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def spec_for(width: int) -> tuple[InputSpec, Normalisation]:
 
 
 def save_checkpoint(path: Path, model: CRNN, step: int, cfg: TrainConfig, optimizer=None, scheduler=None,
-                    history: list | None = None) -> None:
+                    history: list | None = None, lineage: dict | None = None) -> None:
     """Write a checkpoint that can rebuild its model without any other file (atomic replace)."""
     state = {
         "model_args": model.cfg.to_dict(),
@@ -67,6 +68,7 @@ def save_checkpoint(path: Path, model: CRNN, step: int, cfg: TrainConfig, optimi
         "optimizer": optimizer.state_dict() if optimizer else None,
         "scheduler": scheduler.state_dict() if scheduler else None,
         "parameters": count_parameters(model),
+        "lineage": lineage or {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -80,6 +82,13 @@ def load_checkpoint(path: Path | str) -> tuple[CRNN, dict]:
     model = CRNN(CRNNConfig.from_dict(state["model_args"]))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()})
     return model, state
+
+
+def lineage_of(state: dict) -> dict:
+    """What a checkpoint came from: its recipe, step and parameters, and (recursively) its init and teacher."""
+    return {"recipe": {k: v for k, v in state.get("recipe", {}).items() if k != "synth"},
+            "synth": sorted({str(Path(p).parent) for p in state.get("recipe", {}).get("synth", ())}),
+            "step": state.get("step"), "parameters": state.get("parameters"), **state.get("lineage", {})}
 
 
 def ctc_loss(logits: torch.Tensor, texts: list[str]) -> torch.Tensor:
@@ -122,6 +131,14 @@ def evaluate_real(model: CRNN, sets: dict[str, tuple], norm: Normalisation) -> d
             for name, (px, labels, chars, icase) in sets.items()}
 
 
+def _optimizer(model: CRNN, cfg: TrainConfig):
+    """AdamW with a one-cycle schedule over ``cfg.steps`` (5 % warm-up, at least 2 steps)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(cfg.steps, 4),
+                                                    pct_start=max(0.05, 2.0 / max(cfg.steps, 4)))
+    return optimizer, scheduler
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train (or resume) a CRNN; returns the path of the last checkpoint."""
     torch.set_num_threads(cfg.threads)
@@ -131,24 +148,30 @@ def train(cfg: TrainConfig) -> Path:
     spec, norm = spec_for(cfg.width)
 
     model = build(cfg.preset, len(CHARSET) + 1, cfg.width, **cfg.overrides)
+    lineage = {}
     if cfg.init:
-        init_model, _ = load_checkpoint(cfg.init)
-        model = init_model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+        model, init_state = load_checkpoint(cfg.init)
+        lineage["init"] = lineage_of(init_state)
+    optimizer, scheduler = _optimizer(model, cfg)
     step, history = 0, []
     if last.is_file():
         model, state = load_checkpoint(last)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+        optimizer, scheduler = _optimizer(model, cfg)
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         step, history = state["step"], state["history"]
-        logger.info("resumed %s at step %d", last, step)
+        if state["recipe"].get("steps") == cfg.steps:
+            scheduler.load_state_dict(state["scheduler"])
+        else:  # a longer (or shorter) run: the same optimizer state on the new schedule, at the same step
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for _ in range(min(step, cfg.steps)):
+                    scheduler.step()
+        logger.info("resumed %s at step %d of %d", last, step, cfg.steps)
     teacher = None
     if cfg.teacher:
-        teacher, _ = load_checkpoint(cfg.teacher)
+        teacher, teacher_state = load_checkpoint(cfg.teacher)
         teacher.eval()
+        lineage["teacher"] = lineage_of(teacher_state)
     logger.info("model %s: %d parameters", cfg.preset, count_parameters(model))
 
     synth_images, synth_texts, _ = load_shards([Path(p) for p in cfg.synth]) if cfg.synth else (None, [], [])
@@ -200,5 +223,5 @@ def train(cfg: TrainConfig) -> Path:
             history.append({"step": step, **{k: asdict(v) for k, v in scores.items()}})
             logger.info("step %d held-back real: %s", step, "  ".join(f"{k} {v.row()}" for k, v in scores.items()))
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(last, model, step, cfg, optimizer, scheduler, history)
+            save_checkpoint(last, model, step, cfg, optimizer, scheduler, history, lineage)
     return last
