@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from convert import synth_degrade as dg
 from convert.charset import CHARSET, DIGITS, UPPER
@@ -63,8 +63,13 @@ def _draw(size: tuple[int, int], items: list[tuple[tuple[float, float], str, obj
     if binary:
         d.fontmode = "1"
     for xy, text, font in items:
-        d.text(xy, text, font=font, fill=255)
+        d.text(xy, text, font=font, fill=255, features=_no_ligatures(font))
     return np.asarray(im, np.float32) / 255.0
+
+
+def _no_ligatures(font: object) -> list[str] | None:
+    """Font features that keep one glyph per character (the URW fonts draw "Nr." as one glyph, "№")."""
+    return ["-liga", "-dlig", "-clig"] if getattr(font, "layout_engine", None) == ImageFont.Layout.RAQM else None
 
 
 def _mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
@@ -426,7 +431,7 @@ def dot_grid(rng: np.random.Generator, fonts: FontLibrary, text: str) -> np.ndar
     else:
         path, size = pick(rng, fonts.mono), int(rng.integers(9, 12))
     font = get_font(path, size)
-    w, h = int(font.getlength(text)) + 4, size + 4
+    w, h = int(font.getlength(text, features=_no_ligatures(font))) + 4, size + 4
     g = _draw((w, h), [((2, 1), text, font)], binary=True)
     ys, xs = np.nonzero(g)
     return g[ys.min():ys.max() + 1, xs.min():xs.max() + 1] if len(xs) else g

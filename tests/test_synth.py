@@ -198,3 +198,23 @@ def test_classify_sorts_by_name_and_drops_symbol_fonts():
 def test_no_fonts_raises_with_install_hint(tmp_path):
     with pytest.raises(MissingFontsError, match="apt-get install fonts-dseg"):
         discover((str(tmp_path),))
+
+
+def test_text_is_drawn_one_glyph_per_character(fonts):
+    """Ligatures would draw a different text than the label: URW fonts turn "Nr." into "№"."""
+    from PIL import ImageDraw, ImageFont
+
+    urw = [p for p in fonts.text if p.endswith(("C059-Roman.otf", "NimbusRoman-Regular.otf"))]
+    if not urw:
+        pytest.skip("no URW base-35 font installed (apt fonts-urw-base35)")
+    font = get_font(urw[0], 32)
+    if font.layout_engine != ImageFont.Layout.RAQM:
+        pytest.skip("Pillow without libraqm applies no ligatures")
+    ligature = font.getlength("Nr.")
+    assert ligature < font.getlength("N") + font.getlength("r") + font.getlength(".") - 5  # the font does fuse them
+    mask = synth._draw((120, 60), [((5, 5), "Nr.", font)])
+    ink = np.nonzero(mask.max(axis=0) > 0.5)[0]
+    assert ink[-1] - ink[0] > ligature  # drawn as three glyphs, as wide as their advances
+    im = synth.Image.new("L", (120, 60), 0)
+    ImageDraw.Draw(im).text((5, 5), "Nr.", font=font, fill=255)
+    assert not np.array_equal(np.asarray(im) > 127, mask > 0.5)
