@@ -139,7 +139,8 @@ def seg7_layers(rng: np.random.Generator, fonts: FontLibrary, size: int, main: s
                 ghost_all_dp: bool) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]:
     """Lit mask, ghost mask (the unlit '8' cells) and ghost box of a DSEG7 line.
 
-    ``main`` is drawn at ``size`` ('!' = blank cell), ``small`` decimals follow a point."""
+    ``main`` is drawn at ``size`` ('!' = blank cell), ``small`` decimals follow a point (unlit on a third of
+    the panels whose decimals are drawn smaller: the label still has it)."""
     font = get_font(pick(rng, fonts.seg7), size)
     ratio = _u(rng, 0.55, 0.75) if small and rng.random() < 0.4 else 1.0
     sfont = get_font(font.path, max(int(size * ratio), 8))
@@ -149,7 +150,9 @@ def seg7_layers(rng: np.random.Generator, fonts: FontLibrary, size: int, main: s
     w_small = sfont.getlength("8" * len(small)) + (size * 0.15 if ratio < 1 else 0)
     w, h = int(w_main + w_small) + 2 * pad + 4, size + 2 * pad
     y_small = pad + (font.getbbox("8")[3] - sfont.getbbox("8")[3])
-    lit = [((pad, pad), main + ("." if small else ""), font)]
+    # small decimals: on many panels the point between them and the integer part is barely visible or absent
+    point = "." if small and (ratio == 1.0 or rng.random() < 0.65) else ""
+    lit = [((pad, pad), main + point, font)]
     ghost = [((pad, pad), ghost_main, font)]
     if small:
         x = pad + w_main + (size * 0.15 if ratio < 1 else 0)
