@@ -53,7 +53,7 @@ def _train_config(args: argparse.Namespace, **extra):
     synth = tuple(sorted(str(p) for d in args.synth for p in Path(d).glob("shard-*.npz")))
     return TrainConfig(out=args.out, preset=args.preset, width=args.width, synth=synth, real_root=args.real_root or "",
                        real_weight=args.real_weight, stitched=args.stitched, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                       threads=args.threads, seed=args.seed, eval_every=args.eval_every, **extra)
+                       threads=args.threads, seed=args.seed, eval_every=args.eval_every, qat=args.qat, **extra)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -99,10 +99,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     parity_px, parity_labels, _ = render_shard(20_002, args.parity_count, spec, norm)
     rng = np.random.default_rng(0)
     calib = calib[rng.permutation(len(calib))[: args.calib_count]]
+    if args.calib_real:  # the train part of every real folder joins the representative set (never the held-back)
+        from convert.data import REAL_SETS, load_labels_split
+
+        real = [load_labels_split(Path(args.calib_real) / folder, spec, norm)[0][0]
+                for folder, _, _ in REAL_SETS.values() if (Path(args.calib_real) / folder / "labels.tsv").is_file()]
+        calib = np.concatenate([calib, *real])
     try:
         card, result, ops = export(model, Path(args.out), calib, parity_px, parity_labels, name=args.name,
                                    recipe={"rebuild": "scripts/build_model.sh", "checkpoint_recipe": state.get("recipe", {}),
-                                           "step": state.get("step"), "lineage": state.get("lineage", {}), "calibration": args.calib or "rendered",
+                                           "step": state.get("step"), "lineage": state.get("lineage", {}),
+                                           "calibration": {"synthetic": args.calib or "rendered", "count": args.calib_count,
+                                                           "real_train_parts": bool(args.calib_real)},
                                            "data": "synthetic shards (convert/synth.py) + train part of the "
                                                    "real DEV folders + real digits stitched into lines"})
     except ExportError as exc:
@@ -244,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--teacher", required=True)
             p.add_argument("--kd-weight", type=float, default=0.5)
             p.add_argument("--temperature", type=float, default=2.0)
+        p.add_argument("--qat", action="store_true",
+                       help="quantisation-aware: train under simulated INT8 weights and activations")
         p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("prune", help="structured channel pruning (then fine-tune with train --init)")
@@ -258,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     p.add_argument("--calib", help="a synth shard for calibration (default: render one)")
     p.add_argument("--calib-count", type=int, default=500)
+    p.add_argument("--calib-real", metavar="REAL_ROOT",
+                   help="also calibrate on the train part of the real folders under REAL_ROOT")
     p.add_argument("--parity-count", type=int, default=300)
     p.add_argument("--real-root", help="also score float and INT8 on the held-back real parts; stored in the card")
     p.set_defaults(func=cmd_export)

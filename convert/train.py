@@ -44,6 +44,7 @@ class TrainConfig:
     kd_weight: float = 0.5
     temperature: float = 2.0
     init: str = ""
+    qat: bool = False
     overrides: dict = field(default_factory=dict)
 
 
@@ -61,7 +62,7 @@ def save_checkpoint(path: Path, model: CRNN, step: int, cfg: TrainConfig, optimi
         "blank_index": BLANK_INDEX,
         "input": asdict(spec_for(model.cfg.width)[0]),
         "normalisation": asdict(spec_for(model.cfg.width)[1]),
-        "state_dict": model.state_dict(),
+        "state_dict": plain_state_dict(model),
         "step": step,
         "recipe": asdict(cfg),
         "history": history or [],
@@ -74,6 +75,11 @@ def save_checkpoint(path: Path, model: CRNN, step: int, cfg: TrainConfig, optimi
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
+
+
+def plain_state_dict(model: torch.nn.Module) -> dict:
+    """The state dict with quantisation-aware parametrisations unwrapped (``x.weight``, the float weights)."""
+    return {k.replace(".parametrizations.weight.original", ".weight"): v for k, v in model.state_dict().items()}
 
 
 def load_checkpoint(path: Path | str) -> tuple[CRNN, dict]:
@@ -131,6 +137,15 @@ def evaluate_real(model: CRNN, sets: dict[str, tuple], norm: Normalisation) -> d
             for name, (px, labels, chars, icase) in sets.items()}
 
 
+def _network(model: CRNN, cfg: TrainConfig) -> torch.nn.Module:
+    """What the loop trains: the model itself, or its quantisation-aware wrapper (shared weights)."""
+    if not cfg.qat:
+        return model
+    from convert.qat import prepare_qat
+
+    return prepare_qat(model)
+
+
 def _optimizer(model: CRNN, cfg: TrainConfig):
     """AdamW with a one-cycle schedule over ``cfg.steps`` (5 % warm-up, at least 2 steps)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -152,10 +167,12 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.init:
         model, init_state = load_checkpoint(cfg.init)
         lineage["init"] = lineage_of(init_state)
+    net = _network(model, cfg)
     optimizer, scheduler = _optimizer(model, cfg)
     step, history = 0, []
     if last.is_file():
         model, state = load_checkpoint(last)
+        net = _network(model, cfg)
         optimizer, scheduler = _optimizer(model, cfg)
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
@@ -194,13 +211,13 @@ def train(cfg: TrainConfig) -> Path:
         raise ValueError("no training data: give --synth shards and/or --real-root")
     batches = iter(TrainBatches(pools, weights, cfg.batch_size, cfg.seed + step))
 
-    model.train()
+    net.train()
     started, seen = time.time(), 0
     while step < cfg.steps:
         images, texts = next(batches)
         x = torch.from_numpy(images).float().div_(255.0).unsqueeze(1)  # B x H x W -> B x 1 x H x W
         x = (x - norm.mean) / norm.std
-        logits = model(x)
+        logits = net(x)
         loss = ctc_loss(logits, texts)
         if teacher is not None:
             with torch.no_grad():
@@ -219,7 +236,7 @@ def train(cfg: TrainConfig) -> Path:
                         scheduler.get_last_lr()[0], rate)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             scores = evaluate_real(model, eval_sets, norm)
-            model.train()
+            net.train()
             history.append({"step": step, **{k: asdict(v) for k, v in scores.items()}})
             logger.info("step %d held-back real: %s", step, "  ".join(f"{k} {v.row()}" for k, v in scores.items()))
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:

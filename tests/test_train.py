@@ -66,3 +66,32 @@ def test_train_resumes_and_distills_with_lineage(tmp_path, shard_dir):
     assert tuned.cfg.channels == pruned.cfg.channels
     chain = tuned_state["lineage"]["init"]["pruned"]["from"]
     assert chain["teacher"]["recipe"]["preset"] == "tiny" and chain["step"] == 20
+
+
+def test_quantisation_aware_training_simulates_int8_and_saves_plain_weights(tmp_path, shard_dir):
+    from convert.crnn import build
+    from convert.qat import prepare_qat
+    from convert.train import load_checkpoint, train
+
+    model = build("tiny-conv", 84, 128).eval()
+    x = torch.randn(4, 1, 32, 128)
+    with torch.no_grad():
+        want = model(x)
+    net = prepare_qat(model).train()
+    got = net(x)
+    assert got.shape == want.shape
+    assert 0 < (got - want).abs().max().item() < 0.2 * want.abs().max().item()  # rounded, not broken
+    got.sum().backward()
+    conv = model.backbone.features[0][0]
+    assert conv.parametrizations.weight.original.grad.abs().sum() > 0  # straight-through gradients
+    weight = conv.weight.detach()
+    steps = weight / (weight.abs().flatten(1).amax(1).view(-1, 1, 1, 1) / 127)
+    assert torch.allclose(steps, steps.round(), atol=1e-3)  # the forward sees int8 per-channel weights
+    assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))  # frozen BN
+
+    start = train(_cfg(tmp_path / "float", shard_dir))
+    tuned, state = load_checkpoint(train(_cfg(tmp_path / "qat", shard_dir, init=str(start), qat=True, steps=10)))
+    assert state["recipe"]["qat"] and all("parametrizations" not in k for k in state["state_dict"])
+    assert not any("parametrizations" in name for name, _ in tuned.named_parameters())
+    with pytest.raises(ValueError, match="conv-sequence"):
+        prepare_qat(build("tiny", 84, 128))
