@@ -211,9 +211,10 @@ def test_commands_only_when_enabled_and_only_own_device(broker, subscribe, make_
     col.publish(f"edgeocr/{DEV}/cmd/reread", b"")
     col.publish(f"edgeocr/{DEV}/cmd/set/gas", b"1234.5")
     col.publish("edgeocr/other/cmd/reread", b"x")
-    assert wait_until(lambda: len(got) >= 2, 5)
+    real = lambda: [c for c in got if c[0] != "probe"]  # noqa: E731  (late copies of the probe may still arrive)
+    assert wait_until(lambda: len(real()) >= 2, 5)
     time.sleep(0.3)
-    assert got == [("reread", b""), ("set/gas", b"1234.5")]
+    assert real() == [("reread", b""), ("set/gas", b"1234.5")]
 
 
 def test_retained_command_is_not_run_on_connect(broker, subscribe, make_publisher, caplog):
