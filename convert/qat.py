@@ -34,22 +34,19 @@ def _activation_fq() -> nn.Module:
 
 
 class _Quantised(nn.Module):
-    """Wrap a module so that its output is fake-quantised (and, optionally, its input)."""
+    """Wrap a module so that its output is fake-quantised."""
 
-    def __init__(self, inner: nn.Module, quantise_input: bool = False):
+    def __init__(self, inner: nn.Module):
         super().__init__()
         self.inner = inner
-        self.fq_in = _activation_fq() if quantise_input else None
         self.fq_out = _activation_fq()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fq_in is not None:
-            x = self.fq_in(x)
         return self.fq_out(self.inner(x))
 
 
 def prepare_qat(model: nn.Module) -> nn.Module:
-    """Return a QAT wrapper around ``model`` (its weights are shared; call ``release`` when done)."""
+    """Return a QAT wrapper around ``model`` (shared weights; ``plain_state_dict`` saves them unwrapped)."""
     if getattr(model.cfg, "sequence", "conv") != "conv":
         raise ValueError("quantisation-aware fine-tuning covers the conv-sequence student only")
     for module in model.modules():
@@ -89,10 +86,3 @@ class QATModel(nn.Module):
             x = fq(x + block(x))
         return self.head(x.squeeze(2).permute(0, 2, 1))
 
-
-def release(model: nn.Module) -> nn.Module:
-    """Remove the weight fake quantisation, keeping the trained float weights (in place)."""
-    for module in model.modules():
-        if parametrize.is_parametrized(module, "weight"):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
-    return model

@@ -167,13 +167,13 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.init:
         model, init_state = load_checkpoint(cfg.init)
         lineage["init"] = lineage_of(init_state)
+    state = None
+    if last.is_file():
+        model, state = load_checkpoint(last)
     net = _network(model, cfg)
     optimizer, scheduler = _optimizer(model, cfg)
     step, history = 0, []
-    if last.is_file():
-        model, state = load_checkpoint(last)
-        net = _network(model, cfg)
-        optimizer, scheduler = _optimizer(model, cfg)
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         step, history = state["step"], state["history"]
         if state["recipe"].get("steps") == cfg.steps:
